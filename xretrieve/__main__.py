@@ -1,0 +1,5 @@
+import sys
+
+from xretrieve.cli import main
+
+sys.exit(main())

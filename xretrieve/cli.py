@@ -1,0 +1,182 @@
+"""Command line: each verb parses its flags (or --config FILE.yaml) into a config and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from xretrieve import __version__
+from xretrieve.config import EncodeConfig, IndexConfig, SearchConfig, parse_langs, parse_shard
+from xretrieve.errors import UserError
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from xretrieve.encode import encode_corpus
+
+    out = encode_corpus(
+        EncodeConfig(
+            corpus=args.corpus,
+            out=args.out,
+            model=args.model,
+            shard=parse_shard(args.shard) if args.shard else None,
+            num_shards=args.shards,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            max_seq_length=args.max_seq_length,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"embeddings: {out}")
+
+
+def _index(args: argparse.Namespace) -> None:
+    from xretrieve.index import build_index
+
+    out = build_index(
+        IndexConfig(
+            out=args.out,
+            corpus=args.corpus,
+            embeddings=args.embeddings,
+            model=args.model,
+            factory=args.factory,
+            num_shards=args.shards,
+            train_size=args.train_size,
+            device=args.device,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            keep_embeddings=args.keep_embeddings,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    )
+    print(f"index: {out}")
+
+
+def _search(args: argparse.Namespace) -> None:
+    from xretrieve.search import run_search
+
+    out = run_search(
+        SearchConfig(
+            index=args.index,
+            queries=args.queries,
+            out=args.out,
+            k=args.k,
+            langs=parse_langs(args.lang),
+            model=args.model,
+            batch_size=args.batch_size,
+            search_params=args.search_params,
+            tag=args.tag,
+            device=args.device,
+        )
+    )
+    print(f"run: {out}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from xretrieve.demo import run_demo
+
+    run_demo(out=args.out, model=args.model, show=args.show, progress=not args.quiet)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of flag values (keys are flag names); flags override it")
+    parser.add_argument("--model", help="model name or folder (default: the embedded multilingual-e5-small)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="xretrieve", description="Cross-lingual dense retrieval.")
+    parser.add_argument("--version", action="version", version=f"xretrieve {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    subparsers: dict[str, argparse.ArgumentParser] = {}
+
+    def verb(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        _add_common(sub)
+        subparsers[name] = sub
+        return sub
+
+    p = verb("encode", _encode, "Encode a corpus into sharded embeddings (resumable).")
+    p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?) or .tsv (id, text)")
+    p.add_argument("--out", required=True, help="embeddings folder")
+    p.add_argument("--shard", help="encode only shard i of n, e.g. 0/4")
+    p.add_argument("--shards", type=int, default=1, help="number of shards when encoding all (default 1)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="storage type")
+    p.add_argument("--max-seq-length", type=int, help="truncate passages to this many tokens")
+    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+
+    p = verb("index", _index, "Build a sharded FAISS index from a corpus or stored embeddings.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="encode this corpus, then index it")
+    source.add_argument("--embeddings", help="index the embeddings folder written by `xretrieve encode`")
+    p.add_argument("--out", required=True, help="index folder, e.g. indexes/NAME")
+    p.add_argument("--factory", default="Flat", help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,PQ48,RFlat")
+    p.add_argument("--shards", type=int, default=1, help="shards when encoding a corpus (default 1)")
+    p.add_argument("--train-size", type=int, default=100_000, help="vectors sampled to train IVF/PQ")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="build on GPU with faiss-gpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--keep-embeddings", action="store_true", help="keep OUT/embeddings after indexing a corpus")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = verb("search", _search, "Search an index with a queries file; write a TREC run.")
+    p.add_argument("--index", required=True)
+    p.add_argument("--queries", required=True, help="queries .jsonl (id, text, lang?) or .tsv (id, text)")
+    p.add_argument("--out", required=True, help="TREC run file (provenance goes to OUT.json)")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--lang", help="only documents in these languages, e.g. en,fi")
+    p.add_argument("--search-params", help="FAISS parameters, e.g. nprobe=64 or efSearch=256")
+    p.add_argument("--tag", default="xretrieve", help="run tag (last TREC column)")
+    p.add_argument("--device", help="torch device for the query encoder")
+
+    p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
+    p.add_argument("--out", default="indexes/demo", help="index folder (default indexes/demo)")
+    p.add_argument("--show", type=int, default=3, help="hits to print per query")
+    return parser, subparsers
+
+
+def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]):
+    import yaml
+
+    try:
+        with open(args.config, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"--config {args.config}: {exc}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {args.config}: expected a mapping of flag names to values")
+    known = {action.dest for action in parser._actions}
+    settings = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("config", "help"):
+            raise UserError(f"--config {args.config}: unknown setting {key!r} for `xretrieve {args.verb}`")
+        settings[dest] = value
+    parser.set_defaults(**settings)
+    for action in parser._actions:  # a value from the file satisfies a required flag
+        if action.dest in settings:
+            action.required = False
+    return parser.parse_args(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, subparsers = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            verb_index = argv.index(args.verb)
+            args = _apply_config_file(args, subparsers[args.verb], argv[verb_index:])
+            args.verb = argv[verb_index]
+            args.handler = subparsers[args.verb].get_default("handler")
+        args.handler(args)
+    except UserError as exc:
+        print(f"xretrieve: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xretrieve: interrupted", file=sys.stderr)
+        return 130
+    return 0

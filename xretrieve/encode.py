@@ -1,0 +1,141 @@
+"""Sharded, resumable corpus encoding: corpus -> shard-*.npy + ids + langs + manifest.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xretrieve.config import EncodeConfig
+from xretrieve.errors import UserError
+from xretrieve.formats import Document, read_corpus, read_lines, write_lines
+from xretrieve.manifest import (
+    atomic_open,
+    load_shard_record,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    write_manifest,
+    write_shard_record,
+)
+
+EMBEDDINGS_KIND = "embeddings"
+
+
+def passage_text(doc: Document) -> str:
+    """What the passage encoder reads: 'title text' when there is a title."""
+    return f"{doc.title} {doc.text}" if doc.title else doc.text
+
+
+def shard_bounds(rows: int, num_shards: int) -> list[tuple[int, int]]:
+    """Contiguous slices of the canonical corpus order; shard i is rows [start, end)."""
+    cuts = [i * rows // num_shards for i in range(num_shards + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def encode_texts(encoder, texts: list[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    """Encode in batches of similar token length (less padding), rows returned in input order."""
+    from tqdm import tqdm
+
+    lengths = np.asarray(encoder.token_lengths(texts)) if texts else np.zeros(0, int)
+    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks show up at once
+    out = np.empty((len(texts), encoder.dim), np.float32)
+    with tqdm(total=len(texts), desc=desc, unit="passage", disable=not progress) as bar:
+        for start in range(0, len(texts), batch_size):
+            batch = order[start : start + batch_size]
+            out[batch] = encoder.encode_passages([texts[i] for i in batch], batch_size=batch_size)
+            bar.update(len(batch))
+    return out
+
+
+def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
+    """Encode the corpus (all shards, or only `config.shard`); finished shards are skipped."""
+    from xretrieve.model import BiEncoder
+
+    out = Path(config.out)
+    docs = read_corpus(config.corpus)
+    if encoder is None:
+        encoder = BiEncoder(config.model, device=config.device, max_seq_length=config.max_seq_length)
+    plan = {
+        "corpus_sha256": sha256_file(config.corpus),
+        "model": encoder.identity,
+        "num_shards": config.num_shards,
+        "dtype": config.dtype,
+    }
+    bounds = shard_bounds(len(docs), config.num_shards)
+    todo = [config.shard[0]] if config.shard else range(config.num_shards)
+    for index in todo:
+        if load_shard_record(out, index, plan) is not None:
+            continue
+        start, end = bounds[index]
+        shard_docs = docs[start:end]
+        vectors = encode_texts(
+            encoder,
+            [passage_text(d) for d in shard_docs],
+            config.batch_size,
+            config.progress,
+            desc=f"encode {shard_name(index)} ({index + 1}/{config.num_shards})",
+        )
+        _write_shard(out, index, shard_docs, vectors.astype(config.dtype), plan)
+    _finish_if_complete(out, config, plan, len(docs))
+    return out
+
+
+def _write_shard(out: Path, index: int, docs: list[Document], vectors: np.ndarray, plan: dict) -> None:
+    name = shard_name(index)
+    with atomic_open(out / f"{name}.npy", "wb") as f:
+        np.save(f, vectors)
+    write_lines(out / f"{name}.ids.txt", (d.id for d in docs))
+    write_lines(out / f"{name}.langs.txt", (d.lang for d in docs))
+    files = {f"{name}{suffix}": sha256_file(out / f"{name}{suffix}") for suffix in (".npy", ".ids.txt", ".langs.txt")}
+    write_shard_record(out, index, {"plan": plan, "rows": len(docs), "files": files})
+
+
+def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int) -> None:
+    """Write manifest.json once every shard is done (by this process or by parallel --shard runs)."""
+    records = [load_shard_record(out, i, plan) for i in range(config.num_shards)]
+    if any(r is None for r in records):
+        return
+    write_manifest(
+        out,
+        EMBEDDINGS_KIND,
+        {
+            "model": plan["model"],
+            "dim": plan["model"]["dim"],
+            "dtype": config.dtype,
+            "normalized": plan["model"]["normalized"],
+            "prompt": plan["model"]["passage_prompt"],
+            "rows": rows,
+            "corpus": {"path": str(Path(config.corpus).resolve()), "sha256": plan["corpus_sha256"]},
+            "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
+            "parents": [],
+        },
+    )
+
+
+class Embeddings:
+    """A complete embeddings folder, read through its manifest."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not (self.folder / "manifest.json").is_file() and list(self.folder.glob("shard-*.json")):
+            raise UserError(f"{folder}: encoding is incomplete (no manifest.json yet): run the missing shards")
+        self.manifest = read_manifest(self.folder, EMBEDDINGS_KIND)
+        self.shards = self.manifest["shards"]
+
+    def verify(self) -> None:
+        from xretrieve.manifest import verify_checksum
+
+        for shard in self.shards:
+            for file_name, digest in shard["files"].items():
+                verify_checksum(self.folder / file_name, digest)
+
+    def vectors(self, index: int) -> np.ndarray:
+        """Shard vectors, memory-mapped (float16 shards stay float16 until used)."""
+        return np.load(self.folder / f"{self.shards[index]['name']}.npy", mmap_mode="r")
+
+    def ids(self, index: int) -> list[str]:
+        return read_lines(self.folder / f"{self.shards[index]['name']}.ids.txt")
+
+    def langs(self, index: int) -> list[str]:
+        return read_lines(self.folder / f"{self.shards[index]['name']}.langs.txt")

@@ -1,0 +1,196 @@
+"""The only reader and writer of corpus, queries and TREC run files.
+
+Every reader validates as it goes and names the file, line and field of the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from xretrieve.errors import UserError
+from xretrieve.manifest import atomic_open
+
+ID_FIELDS = ("id", "docid", "_id")  # ours, Tevatron/MIRACL, BEIR
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    title: str = ""
+    lang: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+    lang: str = ""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, decoded line) without the newline; skip blank lines."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(
+                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
+            line = line.rstrip("\r\n")
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            if line.strip():
+                yield lineno, line
+
+
+def _check_id(value: object, where: str, field: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{where}: field {field!r} is missing or empty")
+    if any(c.isspace() for c in value):
+        raise UserError(f"{where}: field {field!r} contains whitespace ({value!r}); TREC runs cannot carry it")
+    return value
+
+
+def _check_text(value: object, where: str, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}: field {field!r} is missing or empty")
+    return value
+
+
+def _optional_str(value: object, where: str, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _records(path: Path) -> Iterator[tuple[str, dict]]:
+    """Yield (location, record) from a jsonl file, or from a TSV file (id, text[, title])."""
+    is_tsv = path.suffix.lower() in (".tsv", ".tab")
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        if is_tsv:
+            fields = line.split("\t")
+            if lineno == 1 and fields[0].strip().lower() in ID_FIELDS:
+                continue  # header row, as in DPR's psgs_w100.tsv
+            if len(fields) < 2:
+                raise UserError(f"{where}: expected 'id<TAB>text[<TAB>title]', found no tab")
+            record = {"id": fields[0].strip(), "text": fields[1]}
+            if len(fields) > 2:
+                record["title"] = fields[2]
+            yield where, record
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        yield where, record
+
+
+def _record_id(record: dict, where: str) -> str:
+    field = next((f for f in ID_FIELDS if f in record), "id")
+    return _check_id(record.get(field), where, field)
+
+
+def _unique(items: Iterable[tuple[str, str, object]]) -> Iterator[object]:
+    seen: dict[str, str] = {}
+    for where, item_id, item in items:
+        if item_id in seen:
+            raise UserError(f"{where}: duplicate id {item_id!r} (first seen at {seen[item_id]})")
+        seen[item_id] = where
+        yield item
+
+
+def iter_corpus(path: str | Path) -> Iterator[Document]:
+    """Documents in file order (the canonical shard order). jsonl: id, text, title?, lang?."""
+    path = Path(path)
+
+    def parsed() -> Iterator[tuple[str, str, Document]]:
+        for where, record in _records(path):
+            doc_id = _record_id(record, where)
+            doc = Document(
+                id=doc_id,
+                text=_check_text(record.get("text"), where, "text"),
+                title=_optional_str(record.get("title"), where, "title"),
+                lang=_optional_str(record.get("lang"), where, "lang"),
+            )
+            yield where, doc_id, doc
+
+    count = 0
+    for doc in _unique(parsed()):
+        count += 1
+        yield doc
+    if count == 0:
+        raise UserError(f"{path}: no documents")
+
+
+def read_corpus(path: str | Path) -> list[Document]:
+    return list(iter_corpus(path))
+
+
+def read_queries(path: str | Path) -> list[Query]:
+    """Queries from jsonl (id, text, lang?) or TSV (id<TAB>text)."""
+    path = Path(path)
+
+    def parsed() -> Iterator[tuple[str, str, Query]]:
+        for where, record in _records(path):
+            query_id = _record_id(record, where)
+            query = Query(
+                id=query_id,
+                text=_check_text(record.get("text"), where, "text"),
+                lang=_optional_str(record.get("lang"), where, "lang"),
+            )
+            yield where, query_id, query
+
+    queries = list(_unique(parsed()))
+    if not queries:
+        raise UserError(f"{path}: no queries")
+    return queries
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Lines as `write_lines` wrote them (split on newline only: an empty line is an empty value)."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    with atomic_open(path) as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    with atomic_open(path) as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return [json.loads(line) for _, line in _lines(Path(path))]
+
+
+def trec_lines(query_id: str, hits: Iterable[tuple[str, float]], tag: str) -> Iterator[str]:
+    """TREC run lines for one query: ranks from 1, ordered by (-score, docid) so ties are deterministic."""
+    ordered = sorted(hits, key=lambda hit: (-hit[1], hit[0]))
+    for rank, (doc_id, score) in enumerate(ordered, start=1):
+        yield f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}"
+
+
+def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple[str, float]]]], tag: str) -> None:
+    """Write `(query id, [(docid, score), ...])` pairs as one TREC run file, atomically."""
+    if any(c.isspace() for c in tag) or not tag:
+        raise UserError(f"run tag {tag!r} must be non-empty and contain no whitespace")
+    write_lines(path, (line for query_id, hits in results for line in trec_lines(query_id, hits, tag)))

@@ -1,0 +1,225 @@
+"""One FAISS index per embeddings shard, from a factory string, trained once on a sample."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xretrieve.config import EncodeConfig, IndexConfig
+from xretrieve.encode import Embeddings, encode_corpus
+from xretrieve.errors import UserError
+from xretrieve.formats import write_lines
+from xretrieve.manifest import (
+    atomic_target,
+    load_shard_record,
+    sha256_file,
+    shard_name,
+    write_manifest,
+    write_shard_record,
+)
+
+INDEX_KIND = "index"
+METRIC = "inner_product"  # cosine for normalised models
+_ADD_CHUNK = 65536
+
+
+def make_index(factory: str, dim: int):
+    import faiss
+
+    try:
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1].split(": ")[-1]
+        raise UserError(
+            f"unknown factory string {factory!r} ({reason}); examples: Flat, HNSW32, IVF1024,Flat, "
+            "IVF1024,PQ48, OPQ48,IVF1024,PQ48, and ',RFlat' appended for exact re-ranking"
+        ) from None
+
+
+def index_layers(index) -> Iterator[Any]:
+    """The index and the indexes it wraps (pre-transform, refine), each downcast to its real type."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    while True:
+        yield index
+        inner = getattr(index, "base_index", None) or (
+            index.index if isinstance(index, faiss.IndexPreTransform) else None
+        )
+        if inner is None:
+            return
+        index = faiss.downcast_index(inner)
+
+
+def default_search_params(index) -> str:
+    """Settings that favour recall on small to mid-size shards; `--search-params` overrides them."""
+    import faiss
+
+    params = []
+    for layer in index_layers(index):
+        if isinstance(layer, faiss.IndexIVF):
+            params.append(f"nprobe={min(layer.nlist, 32)}")
+        elif isinstance(layer, faiss.IndexHNSW):
+            params.append("efSearch=128")
+        elif isinstance(layer, faiss.IndexRefine):
+            params.append("k_factor_rf=4")
+    return ",".join(params)
+
+
+class _Device:
+    """Moves indexes to a GPU for training and adding, and back to the CPU for writing."""
+
+    def __init__(self, device: str, factory: str):
+        self.device, self.factory, self.resources = device, factory, None
+        if device == "cuda":
+            import faiss
+
+            if not hasattr(faiss, "StandardGpuResources"):
+                raise UserError("--device cuda needs faiss-gpu (pip install '.[gpu]' instead of '.[cpu]')")
+            if faiss.get_num_gpus() < 1:
+                raise UserError("--device cuda: faiss-gpu is installed but sees no GPU")
+            self.resources = faiss.StandardGpuResources()
+
+    def to_device(self, index):
+        if self.resources is None:
+            return index
+        import faiss
+
+        try:
+            return faiss.index_cpu_to_gpu(self.resources, 0, index)
+        except RuntimeError:
+            raise UserError(f"factory {self.factory!r} has no GPU implementation; build it with --device cpu") from None
+
+    def to_cpu(self, index):
+        if self.resources is None:
+            return index
+        import faiss
+
+        return faiss.index_gpu_to_cpu(index)
+
+
+def _training_sample(embeddings: Embeddings, size: int, seed: int) -> np.ndarray:
+    """A uniform sample of rows over all shards, in corpus order, as float32."""
+    counts = [shard["rows"] for shard in embeddings.shards]
+    total = sum(counts)
+    picks = np.sort(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False))
+    offsets = np.cumsum([0, *counts])
+    parts = []
+    for index in range(len(counts)):
+        local = picks[(picks >= offsets[index]) & (picks < offsets[index + 1])] - offsets[index]
+        if len(local):
+            parts.append(np.asarray(embeddings.vectors(index)[local], dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def _train(config: IndexConfig, embeddings: Embeddings, device: _Device, dim: int) -> bytes:
+    """The trained, empty index, serialized so every shard starts from the same copy."""
+    import faiss
+
+    index = make_index(config.factory, dim)
+    if not index.is_trained:
+        sample = _training_sample(embeddings, config.train_size, config.seed)
+        for layer in index_layers(index):
+            if isinstance(layer, faiss.IndexIVF) and len(sample) < layer.nlist:
+                raise UserError(
+                    f"factory {config.factory!r} has {layer.nlist} IVF lists but only {len(sample)} vectors "
+                    f"to train on: use fewer lists (e.g. IVF{max(1, len(sample) // 39)}) or Flat"
+                )
+        on_device = device.to_device(index)
+        try:
+            on_device.train(sample)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            raise UserError(f"training {config.factory!r} on {len(sample)} vectors failed: {reason}") from None
+        index = device.to_cpu(on_device)
+    return faiss.serialize_index(index)
+
+
+def build_index(config: IndexConfig, encoder=None) -> Path:
+    """Build OUT from stored embeddings, or encode the corpus into OUT/embeddings first."""
+    out = Path(config.out)
+    if config.corpus:
+        embeddings_dir = out / "embeddings"
+        encode_corpus(
+            EncodeConfig(
+                corpus=config.corpus,
+                out=str(embeddings_dir),
+                model=config.model,
+                num_shards=config.num_shards,
+                batch_size=config.batch_size,
+                dtype=config.dtype,
+                progress=config.progress,
+                device="cuda" if config.device == "cuda" else None,
+            ),
+            encoder=encoder,
+        )
+    else:
+        embeddings_dir = Path(config.embeddings)
+    _build_from_embeddings(config, Embeddings(embeddings_dir), out)
+    if config.corpus and not config.keep_embeddings:
+        shutil.rmtree(embeddings_dir)
+    return out
+
+
+def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Path) -> None:
+    import faiss
+    from tqdm import tqdm
+
+    embeddings.verify()
+    dim = int(embeddings.manifest["dim"])
+    make_index(config.factory, dim)  # fail on a bad factory string before any work
+    plan = {"embeddings_manifest_sha256": sha256_file(embeddings.folder / "manifest.json"), "factory": config.factory}
+    device = _Device(config.device, config.factory)
+    trained: bytes | None = None
+    records = []
+    for index in tqdm(range(len(embeddings.shards)), desc="index shards", disable=not config.progress):
+        record = load_shard_record(out, index, plan)
+        if record is None:
+            if trained is None:
+                trained = _train(config, embeddings, device, dim)
+            record = _build_shard(embeddings, index, trained, device, out, plan)
+        records.append(record)
+    sample_index = faiss.deserialize_index(trained) if trained is not None else make_index(config.factory, dim)
+    langs = Counter(lang for index in range(len(embeddings.shards)) for lang in embeddings.langs(index))
+    write_manifest(
+        out,
+        INDEX_KIND,
+        {
+            "factory": config.factory,
+            "metric": METRIC,
+            "dim": dim,
+            "model": embeddings.manifest["model"],
+            "rows": sum(r["rows"] for r in records),
+            "langs": dict(sorted(langs.items())),
+            "search_params": default_search_params(sample_index),
+            "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
+            "parents": [
+                {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
+            ],
+        },
+    )
+
+
+def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _Device, out: Path, plan: dict) -> dict:
+    import faiss
+
+    shard_index = device.to_device(faiss.deserialize_index(trained))
+    vectors = embeddings.vectors(index)
+    for start in range(0, len(vectors), _ADD_CHUNK):
+        shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
+    name = shard_name(index)
+    with atomic_target(out / f"{name}.faiss") as tmp:
+        faiss.write_index(device.to_cpu(shard_index), tmp)
+    write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
+    write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
+    files = {
+        f"{name}{suffix}": sha256_file(out / f"{name}{suffix}") for suffix in (".faiss", ".docids.txt", ".langs.txt")
+    }
+    record = {"plan": plan, "rows": len(vectors), "files": files}
+    write_shard_record(out, index, record)
+    return record

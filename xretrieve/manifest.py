@@ -1,0 +1,142 @@
+"""Versioned manifests, checksums and atomic writes: the only code that commits artifacts to disk."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from xretrieve.errors import UserError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | Path) -> Iterator[str]:
+    """Yield a temporary sibling path to write; on success fsync it and rename it over `path`.
+
+    Readers never see half a file: a crash leaves the old file (or none) and a stray `.tmp`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    with atomic_target(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_manifest(folder: str | Path, kind: str, body: dict[str, Any]) -> None:
+    atomic_write_json(Path(folder) / MANIFEST_NAME, {"format": kind, "format_version": FORMAT_VERSION, **body})
+
+
+def read_manifest(folder: str | Path, kind: str) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"{folder}: no {MANIFEST_NAME}; not a complete xretrieve {kind} folder")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if manifest.get("format") != kind:
+        raise UserError(f"{path}: is a {manifest.get('format')!r} manifest, expected {kind!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: format_version {manifest.get('format_version')} is not supported "
+            f"(this xretrieve reads version {FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def verify_checksum(path: str | Path, expected: str) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: listed in the manifest but missing")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise UserError(
+            f"{path}: checksum mismatch (manifest sha256 {expected[:12]}..., file {actual[:12]}...); "
+            "the file changed after it was written: rebuild it"
+        )
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def write_shard_record(folder: str | Path, index: int, record: dict[str, Any]) -> None:
+    """Written last, after the shard's files: its presence is what marks the shard complete."""
+    atomic_write_json(Path(folder) / f"{shard_name(index)}.json", record)
+
+
+def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished shard of this same plan, its files verified; None if it must be (re)built.
+
+    A record left by a different plan (another corpus, model or shard count) is an error, not a
+    silent overwrite: the user picked an output folder that holds someone else's work.
+    """
+    path = Path(folder) / f"{shard_name(index)}.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if record.get("plan") != plan:
+        raise UserError(
+            f"{path}: this folder holds a shard of a different run (other corpus, model, factory or "
+            "shard count); choose a new --out or delete the folder"
+        )
+    try:
+        for file_name, digest in record["files"].items():
+            verify_checksum(Path(folder) / file_name, digest)
+    except UserError:
+        return None  # damaged or half-replaced: rebuild this shard
+    return record

@@ -1,0 +1,137 @@
+"""Load a bi-encoder by name or folder; prompts, pooling and normalisation come from its saved config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xretrieve.embedded import EMBEDDED_MODEL_NAME, embedded_model_path
+from xretrieve.errors import UserError
+
+DEFAULT_MODEL = EMBEDDED_MODEL_NAME
+QUERY_PROMPT_NAMES = ("query",)
+PASSAGE_PROMPT_NAMES = ("passage", "document", "doc")
+_FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt")
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """The embedded default by its alias; a local folder by its absolute path; else a hub name as given."""
+    name = name_or_path or DEFAULT_MODEL
+    if name == EMBEDDED_MODEL_NAME:
+        return str(embedded_model_path())
+    if os.path.isdir(name):
+        return str(Path(name).resolve())
+    return name
+
+
+def folder_fingerprint(folder: str | Path, samples: int = 32, sample_bytes: int = 4096) -> str:
+    """A cheap identity of a model folder: names, sizes and sampled bytes of its files.
+
+    Sampling (rather than hashing 500 MB) still changes whenever any fine-tuned weight changes.
+    """
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES and p.name != "README.md" and not p.name.startswith(".")
+    )
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        with open(path, "rb") as f:
+            step = max(size // samples, 1)
+            for offset in range(0, size, step):
+                f.seek(offset)
+                digest.update(f.read(sample_bytes))
+    return digest.hexdigest()[:16]
+
+
+def _pick_prompt(prompts: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if prompts.get(n)), None)
+
+
+class BiEncoder:
+    """One encoder for queries and passages, wrapping a sentence-transformers model."""
+
+    def __init__(self, name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Normalize
+
+        self.name = name_or_path or DEFAULT_MODEL
+        location = resolve_model(self.name)
+        try:
+            self.model = SentenceTransformer(location, device=device or "cpu")
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"cannot load model {self.name!r}: {str(exc).splitlines()[0]} "
+                "(model hubs may be unreachable here: pass a local model folder)"
+            ) from None
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
+        prompts = self.model.prompts or {}
+        settings = self._xretrieve_settings(location)
+        self.query_prompt_name = settings.get("query_prompt_name") or _pick_prompt(prompts, QUERY_PROMPT_NAMES)
+        self.passage_prompt_name = settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES)
+        self.normalized = any(isinstance(module, Normalize) for module in self.model)
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
+
+    @staticmethod
+    def _xretrieve_settings(location: str) -> dict[str, Any]:
+        path = Path(location) / "xretrieve.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What manifests record, and what an index checks its query encoder against."""
+        prompts = self.model.prompts or {}
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "normalized": self.normalized,
+            "query_prompt": prompts.get(self.query_prompt_name, "") if self.query_prompt_name else "",
+            "passage_prompt": prompts.get(self.passage_prompt_name, "") if self.passage_prompt_name else "",
+        }
+
+    def _encode(self, texts: list[str], prompt_name: str | None, batch_size: int, progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.model.encode(
+            texts,
+            prompt_name=prompt_name,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+        ).astype(np.float32, copy=False)
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.query_prompt_name, batch_size, progress)
+
+    def encode_passages(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt_name, batch_size, progress)
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts without special tokens; used to sort batches by length."""
+        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:
+    """Refuse to search an index with a query encoder other than the one that built it."""
+    if index_model.get("dim") != encoder.dim:
+        raise UserError(
+            f"{where}: index vectors have dimension {index_model.get('dim')} but model {encoder.name!r} "
+            f"encodes {encoder.dim}: search with the model the index was built with ({index_model.get('name')!r})"
+        )
+    built_with, using = index_model.get("fingerprint"), encoder.fingerprint
+    if built_with and using and built_with != using:
+        raise UserError(
+            f"{where}: index was built with model {index_model.get('name')!r} (fingerprint {built_with}) "
+            f"but the query encoder is {encoder.name!r} (fingerprint {using}): use the same model"
+        )

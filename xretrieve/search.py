@@ -1,0 +1,174 @@
+"""One Searcher over all shards of an index: merged top-k, language filters, batch search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xretrieve.config import SearchConfig
+from xretrieve.errors import UserError
+from xretrieve.formats import read_lines, read_queries, write_trec_run
+from xretrieve.index import INDEX_KIND, index_layers
+from xretrieve.manifest import atomic_write_json, read_manifest, sha256_file, verify_checksum
+
+
+@dataclass(frozen=True)
+class Hit:
+    docid: str
+    score: float
+    lang: str
+
+
+def _search_parameters(index, selector):
+    """faiss per-call parameters carrying a selector, keeping the index's own nprobe/efSearch/k_factor."""
+    import faiss
+
+    def build(layers):
+        layer, rest = layers[0], layers[1:]
+        if isinstance(layer, faiss.IndexPreTransform):
+            return faiss.SearchParametersPreTransform(index_params=build(rest))
+        if isinstance(layer, faiss.IndexRefine):
+            return faiss.IndexRefineSearchParameters(k_factor=layer.k_factor, base_index_params=build(rest))
+        if isinstance(layer, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(sel=selector, nprobe=layer.nprobe, max_codes=layer.max_codes)
+        if isinstance(layer, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=layer.hnsw.efSearch)
+        return faiss.SearchParameters(sel=selector)
+
+    return build(list(index_layers(index)))
+
+
+class _Shard:
+    def __init__(self, folder: Path, entry: dict, params: str):
+        import faiss
+
+        name = entry["name"]
+        self.index = faiss.read_index(str(folder / f"{name}.faiss"))
+        if params:
+            try:
+                faiss.ParameterSpace().set_index_parameters(self.index, params)
+            except RuntimeError as exc:
+                raise UserError(f"search parameters {params!r}: {str(exc).strip().splitlines()[-1]}") from None
+        self.docids = read_lines(folder / f"{name}.docids.txt")
+        self.langs = np.array(read_lines(folder / f"{name}.langs.txt"), dtype=object)
+        if not len(self.docids) == len(self.langs) == self.index.ntotal:
+            raise UserError(f"{folder}/{name}: index, docids and langs disagree on the number of rows")
+        self._filters: dict[frozenset[str], tuple] = {}
+
+    def filter_params(self, langs: frozenset[str]):
+        """Search parameters restricting this shard to `langs`; None when no document qualifies."""
+        import faiss
+
+        if langs not in self._filters:
+            mask = np.isin(self.langs, list(langs))
+            if not mask.any():
+                self._filters[langs] = (None, None)
+            else:
+                bitmap = np.packbits(mask, bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+                # the bitmap and selector must outlive every search that uses them
+                self._filters[langs] = (_search_parameters(self.index, selector), (bitmap, selector))
+        return self._filters[langs][0]
+
+
+class Searcher:
+    """Loads an index folder and the query encoder it names, and answers queries."""
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        model: str | None = None,
+        encoder=None,
+        device: str | None = None,
+        verify: bool = True,
+        search_params: str | None = None,
+    ):
+        self.folder = Path(index_dir)
+        self.manifest = read_manifest(self.folder, INDEX_KIND)
+        if verify:
+            for entry in self.manifest["shards"]:
+                for file_name, digest in entry["files"].items():
+                    verify_checksum(self.folder / file_name, digest)
+        params = self.manifest.get("search_params", "")
+        if search_params:
+            params = f"{params},{search_params}" if params else search_params
+        self.search_params = params
+        self.shards = [_Shard(self.folder, entry, params) for entry in self.manifest["shards"]]
+        if encoder is None:
+            from xretrieve.model import BiEncoder
+
+            encoder = BiEncoder(model or self.manifest["model"]["name"], device=device)
+        from xretrieve.model import check_compatible
+
+        check_compatible(self.manifest["model"], encoder, str(self.folder))
+        self.encoder = encoder
+
+    @property
+    def langs(self) -> dict[str, int]:
+        return self.manifest.get("langs", {})
+
+    def search(
+        self, queries: list[str], k: int = 10, langs: list[str] | None = None, batch_size: int = 32
+    ) -> list[list[Hit]]:
+        vectors = self.encoder.encode_queries(list(queries), batch_size=batch_size)
+        return self.search_vectors(vectors, k=k, langs=langs)
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 10, langs: list[str] | None = None) -> list[list[Hit]]:
+        """Top-k over all shards: each shard's top-k, merged by (-score, docid)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        wanted = self._check_langs(langs)
+        per_query: list[list[Hit]] = [[] for _ in range(len(vectors))]
+        for shard in self.shards:
+            params = None
+            if wanted is not None:
+                params = shard.filter_params(wanted)
+                if params is None:
+                    continue
+            scores, rows = shard.index.search(vectors, min(k, shard.index.ntotal), params=params)
+            for hits, score_row, id_row in zip(per_query, scores, rows, strict=True):
+                hits.extend(
+                    Hit(shard.docids[r], float(s), shard.langs[r])
+                    for s, r in zip(score_row, id_row, strict=True)
+                    if r >= 0
+                )
+        return [sorted(hits, key=lambda h: (-h.score, h.docid))[:k] for hits in per_query]
+
+    def _check_langs(self, langs: list[str] | None) -> frozenset[str] | None:
+        if not langs:
+            return None
+        unknown = sorted(set(langs) - set(self.langs))
+        if unknown:
+            have = ", ".join(f"{lang or '(none)'}" for lang in self.langs) or "no language labels"
+            raise UserError(f"--lang: no documents in {', '.join(unknown)} in this index (it has: {have})")
+        return frozenset(langs)
+
+
+def run_search(config: SearchConfig, encoder=None) -> Path:
+    """Search a queries file and write a TREC run plus its provenance (`RUN.json`)."""
+    queries = read_queries(config.queries)
+    searcher = Searcher(
+        config.index, model=config.model, encoder=encoder, device=config.device, search_params=config.search_params
+    )
+    results = searcher.search([q.text for q in queries], k=config.k, langs=config.langs, batch_size=config.batch_size)
+    write_trec_run(
+        config.out,
+        ((q.id, [(h.docid, h.score) for h in hits]) for q, hits in zip(queries, results, strict=True)),
+        tag=config.tag,
+    )
+    atomic_write_json(
+        f"{config.out}.json",
+        {
+            "index": str(Path(config.index).resolve()),
+            "index_manifest_sha256": sha256_file(Path(config.index) / "manifest.json"),
+            "model": searcher.encoder.identity,
+            "queries": str(Path(config.queries).resolve()),
+            "queries_sha256": sha256_file(config.queries),
+            "k": config.k,
+            "langs": config.langs,
+            "search_params": searcher.search_params,
+            "tag": config.tag,
+        },
+    )
+    return Path(config.out)
