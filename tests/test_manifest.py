@@ -1,0 +1,56 @@
+import pytest
+
+from xretrieve.errors import UserError
+from xretrieve.manifest import (
+    atomic_open,
+    load_shard_record,
+    read_manifest,
+    sha256_file,
+    verify_checksum,
+    write_manifest,
+    write_shard_record,
+)
+
+
+def test_atomic_open_keeps_old_file_and_leaves_no_temp_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write("half of the new content")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_manifest_round_trip_and_kind_check(tmp_path):
+    write_manifest(tmp_path, "index", {"dim": 4})
+    assert read_manifest(tmp_path, "index")["dim"] == 4
+    with pytest.raises(UserError, match="expected 'embeddings'"):
+        read_manifest(tmp_path, "embeddings")
+
+
+def test_future_format_version_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"format": "index", "format_version": 99}')
+    with pytest.raises(UserError, match="format_version 99 is not supported"):
+        read_manifest(tmp_path, "index")
+
+
+def test_checksum_mismatch_names_the_file(tmp_path):
+    path = tmp_path / "shard-00000.npy"
+    path.write_bytes(b"abc")
+    digest = sha256_file(path)
+    verify_checksum(path, digest)
+    path.write_bytes(b"abd")
+    with pytest.raises(UserError, match=r"shard-00000\.npy: checksum mismatch"):
+        verify_checksum(path, digest)
+
+
+def test_shard_record_is_void_when_a_file_changed_and_an_error_for_another_plan(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"1234")
+    write_shard_record(tmp_path, 0, {"plan": {"p": 1}, "files": {"a.bin": sha256_file(tmp_path / "a.bin")}})
+    assert load_shard_record(tmp_path, 0, {"p": 1}) is not None
+    assert load_shard_record(tmp_path, 1, {"p": 1}) is None
+    with pytest.raises(UserError, match="different run"):
+        load_shard_record(tmp_path, 0, {"p": 2})
+    (tmp_path / "a.bin").write_bytes(b"9999")
+    assert load_shard_record(tmp_path, 0, {"p": 1}) is None
