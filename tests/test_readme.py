@@ -1,0 +1,24 @@
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```sh\n(python3 -m venv .*?)\n```", (ROOT / "README.md").read_text())
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    commands = readme_commands()
+    assert len(commands) == 2
+    demo, tests = commands
+    assert "xretrieve demo" in demo and "pytest" in tests
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_commands_install_cpu_torch_first():
+    for command in readme_commands():
+        steps = command.split(" && ")
+        torch_step = next(i for i, s in enumerate(steps) if "torch==2.13.0" in s)
+        package_step = next(i for i, s in enumerate(steps) if "pip install -e" in s)
+        assert torch_step < package_step
