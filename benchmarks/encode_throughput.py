@@ -44,21 +44,27 @@ def main() -> None:
     encoder = BiEncoder(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
-        corpus.write_text("".join(
-            json.dumps({"id": f"p{i}", "text": d.text, "lang": d.lang}, ensure_ascii=False) + "\n"
-            for i, d in enumerate(docs)
-        ), encoding="utf-8")
+        corpus.write_text(
+            "".join(
+                json.dumps({"id": f"p{i}", "text": d.text, "lang": d.lang}, ensure_ascii=False) + "\n"
+                for i, d in enumerate(docs)
+            ),
+            encoding="utf-8",
+        )
         timings: dict[str, list[float]] = {"sentence_transformers": [], "xretrieve": []}
         for repeat in range(args.repeats):
             start = time.perf_counter()
-            reference = encoder.model.encode(texts, prompt_name=encoder.passage_prompt_name,
-                                             batch_size=args.batch_size, convert_to_numpy=True)
+            reference = encoder.model.encode(
+                texts, prompt_name=encoder.passage_prompt_name, batch_size=args.batch_size, convert_to_numpy=True
+            )
             timings["sentence_transformers"].append(time.perf_counter() - start)
 
             out = Path(tmp) / f"emb{repeat}"
             start = time.perf_counter()
-            encode_corpus(EncodeConfig(corpus=str(corpus), out=str(out), batch_size=args.batch_size, progress=False),
-                          encoder=encoder)
+            encode_corpus(
+                EncodeConfig(corpus=str(corpus), out=str(out), batch_size=args.batch_size, progress=False),
+                encoder=encoder,
+            )
             timings["xretrieve"].append(time.perf_counter() - start)
         ours = np.asarray(Embeddings(out).vectors(0), np.float32)
 
@@ -74,9 +80,13 @@ def main() -> None:
         "ratio_xretrieve_over_st": round(rate["xretrieve"] / rate["sentence_transformers"], 3),
         "seconds": {k: [round(t, 2) for t in v] for k, v in timings.items()},
         "min_cosine_to_reference": round(float(cosines.min()), 6),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
-                    "torch": torch.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+        },
         "note": "xretrieve time includes reading the corpus, checksums and atomic shard writes",
     }
     RESULTS.mkdir(exist_ok=True)

@@ -128,3 +128,36 @@ def test_checksum_mismatch_is_reported_when_reading(corpus, tmp_path, fake_encod
     (out / "shard-00000.ids.txt").write_text("tampered\n")
     with pytest.raises(UserError, match=r"shard-00000\.ids\.txt: checksum mismatch"):
         Embeddings(out).verify()
+
+
+def test_plain_hugging_face_folder_loads_with_its_own_settings(tiny_model):
+    """A folder with only a transformers model (no sentence-transformers config): mean pooling, no prompts,
+    no normalisation -- nothing is guessed from the name."""
+    encoder = BiEncoder(str(tiny_model.parent / "hf"))
+    identity = encoder.identity
+    assert identity["dim"] == 32
+    assert (identity["query_prompt"], identity["passage_prompt"], identity["normalized"]) == ("", "", False)
+    vectors = encoder.encode_passages(["the quick brown fox", "water river sea"])
+    assert vectors.shape == (2, 32) and not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+
+
+def test_sentence_transformers_folder_uses_its_saved_prompts(tiny_model):
+    encoder = BiEncoder(str(tiny_model))
+    assert (encoder.identity["query_prompt"], encoder.identity["passage_prompt"]) == ("query: ", "passage: ")
+    assert encoder.identity["normalized"] is True
+    plain = encoder.model.encode(["the dog"], convert_to_numpy=True)
+    assert not np.allclose(encoder.encode_queries(["the dog"]), plain)
+    np.testing.assert_allclose(encoder.encode_queries(["the dog"]), encoder.model.encode(["query: the dog"]), atol=1e-6)
+
+
+def test_unreachable_hub_name_is_a_user_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, as with no network
+    with pytest.raises(UserError, match="cannot load model 'nobody/no-such-model'.*pass a local model folder"):
+        BiEncoder("nobody/no-such-model")
+
+
+def test_missing_model_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such model folder"):
+        BiEncoder(str(tmp_path / "absent"))

@@ -26,6 +26,8 @@ def resolve_model(name_or_path: str | None) -> str:
         return str(embedded_model_path())
     if os.path.isdir(name):
         return str(Path(name).resolve())
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1:
+        raise UserError(f"--model {name}: no such model folder")
     return name
 
 
