@@ -74,6 +74,46 @@ def _search(args: argparse.Namespace) -> None:
     print(f"run: {out}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from xretrieve.evaluate import evaluate, format_table
+
+    summary = evaluate(
+        args.run,
+        out=args.out,
+        qrels=args.qrels,
+        answers=args.answers,
+        corpus=args.corpus,
+        queries=args.queries,
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
+        skip_missing=args.skip_missing,
+    )
+    print(format_table(summary))
+
+
+def _fuse(args: argparse.Namespace) -> None:
+    from xretrieve.fuse import fuse_runs
+
+    out = fuse_runs(
+        args.runs,
+        args.out,
+        method=args.method,
+        k=args.k,
+        rrf_k=args.rrf_k,
+        depth=args.depth,
+        alpha=args.alpha,
+        normalize=args.normalize,
+        tag=args.tag,
+    )
+    print(f"run: {out}")
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from xretrieve.reproduce import reproduce
+
+    checks = reproduce(args.file, only=args.condition)
+    return 0 if checks and all(c.ok for c in checks) else 1
+
+
 def _demo(args: argparse.Namespace) -> None:
     from xretrieve.demo import run_demo
 
@@ -132,6 +172,36 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--tag", default="xretrieve", help="run tag (last TREC column)")
     p.add_argument("--device", help="torch device for the query encoder")
 
+    p = verb("evaluate", _evaluate, "Score a TREC run against qrels (trec_eval measures) or XOR answers (R@kt).")
+    p.add_argument("--run", required=True)
+    judged = p.add_mutually_exclusive_group(required=True)
+    judged.add_argument("--qrels", help="TREC qrels: qid 0 docid relevance")
+    judged.add_argument("--answers", help="XOR-Retrieve answers jsonl (id, answers, lang); needs --corpus")
+    p.add_argument("--corpus", help="corpus holding the run's passages (for --answers)")
+    p.add_argument("--queries", help="queries file: its languages give the per-language table")
+    p.add_argument("--metrics", help="comma-separated, e.g. nDCG@10,R@100,RR@10 (or R@2kt,R@5kt with --answers)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="average over queries in the run only (trec_eval without -c); default: missing score 0",
+    )
+    p.add_argument("--out", help="write the scores as JSON")
+
+    p = verb("fuse", _fuse, "Fuse runs: reciprocal rank fusion or score interpolation (pyserini's hybrid).")
+    p.add_argument("--runs", nargs="+", required=True, help="TREC runs; for interpolation: dense then sparse")
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", default="rrf", choices=["rrf", "interpolation"])
+    p.add_argument("--k", type=int, default=1000, help="hits kept per query")
+    p.add_argument("--rrf-k", type=int, default=60)
+    p.add_argument("--depth", type=int, default=1000, help="rrf: hits read from each run")
+    p.add_argument("--alpha", type=float, default=0.1, help="interpolation: first + alpha * second")
+    p.add_argument("--normalize", action="store_true", help="interpolation: normalise each run's scores first")
+    p.add_argument("--tag", default="fused")
+
+    p = verb("reproduce", _reproduce, "Run a reproduction file's conditions and check their scores.")
+    p.add_argument("file", help="YAML file, e.g. benchmarks/demo.yaml")
+    p.add_argument("--condition", action="append", help="run only this condition (repeatable)")
+
     p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
     p.add_argument("--out", default="indexes/demo", help="index folder (default indexes/demo)")
     p.add_argument("--show", type=int, default=3, help="hits to print per query")
@@ -177,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _config_file_defaults(argv, subparsers)
         args = parser.parse_args(argv)
-        args.handler(args)
+        status = args.handler(args)
     except UserError as exc:
         print(f"xretrieve: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xretrieve: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

@@ -5,7 +5,9 @@ Every reader validates as it goes and names the file, line and field of the firs
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,23 +33,35 @@ class Query:
     lang: str = ""
 
 
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """Lines of a file as bytes, gunzipped on the fly when the name ends in .gz (MIRACL, Tevatron ship .jsonl.gz)."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as f:
+            yield from f
+        return
+    try:
+        with gzip.open(path, "rb") as f:
+            yield from f
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: not a readable gzip file ({exc})") from None
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line) without the newline; skip blank lines."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(
-                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
-                ) from None
-            line = line.rstrip("\r\n")
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")
-            if line.strip():
-                yield lineno, line
+    for lineno, raw in enumerate(_raw_lines(path), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
+        line = line.rstrip("\r\n")
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        if line.strip():
+            yield lineno, line
 
 
 def _check_id(value: object, where: str, field: str) -> str:
@@ -194,3 +208,73 @@ def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple
     if any(c.isspace() for c in tag) or not tag:
         raise UserError(f"run tag {tag!r} must be non-empty and contain no whitespace")
     write_lines(path, (line for query_id, hits in results for line in trec_lines(query_id, hits, tag)))
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    docid: str
+    rank: int
+    score: float
+
+
+def read_trec_run(path: str | Path) -> dict[str, list[RunEntry]]:
+    """TREC run `qid Q0 docid rank score tag`, entries per query in rank order."""
+    path = Path(path)
+    run: dict[str, list[RunEntry]] = {}
+    for lineno, line in _lines(path):
+        fields = line.split()
+        where = f"{path}:{lineno}"
+        if len(fields) != 6:
+            raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', found {len(fields)}")
+        try:
+            entry = RunEntry(fields[2], int(fields[3]), float(fields[4]))
+        except ValueError:
+            raise UserError(f"{where}: rank must be an integer and score a number") from None
+        run.setdefault(fields[0], []).append(entry)
+    for entries in run.values():
+        entries.sort(key=lambda e: (e.rank, -e.score, e.docid))
+    return run
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """TREC qrels `qid iteration docid relevance` (space or tab separated)."""
+    path = Path(path)
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in _lines(path):
+        fields = line.split()
+        where = f"{path}:{lineno}"
+        if len(fields) != 4:
+            raise UserError(f"{where}: expected 4 fields 'qid 0 docid relevance', found {len(fields)}")
+        try:
+            qrels.setdefault(fields[0], {})[fields[2]] = int(fields[3])
+        except ValueError:
+            raise UserError(f"{where}: relevance {fields[3]!r} is not an integer") from None
+    if not qrels:
+        raise UserError(f"{path}: no judgments")
+    return qrels
+
+
+@dataclass(frozen=True)
+class Answers:
+    id: str
+    answers: tuple[str, ...]
+    lang: str = ""
+
+
+def read_answers(path: str | Path) -> list[Answers]:
+    """XOR-Retrieve style answers: jsonl `{"id", "answers": [str], "lang"}`."""
+    path = Path(path)
+
+    def parsed() -> Iterator[tuple[str, str, Answers]]:
+        for where, record in _records(path):
+            query_id = _record_id(record, where)
+            answers = record.get("answers")
+            if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+                raise UserError(f"{where}: field 'answers' must be a list of strings")
+            lang = _optional_str(record.get("lang"), where, "lang")
+            yield where, query_id, Answers(query_id, tuple(answers), lang)
+
+    items = list(_unique(parsed()))
+    if not items:
+        raise UserError(f"{path}: no answers")
+    return items
