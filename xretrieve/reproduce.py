@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def reproduce(path: str, only: list[str] | None = None, echo=print) -> list[Chec
     if only and len(conditions) < len(set(only)):
         unknown = sorted(set(only) - {c["name"] for c in spec["conditions"]})
         raise UserError(f"{path}: no condition named {', '.join(unknown)}")
+    # commands call `xretrieve`: the one installed beside this interpreter, even in a venv not activated
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     checks: list[Check] = []
     for condition in conditions:
         name = condition["name"]
@@ -98,7 +101,7 @@ def reproduce(path: str, only: list[str] | None = None, echo=print) -> list[Chec
         for command in condition["commands"]:
             command = _substitute(command, variables, where)
             echo(f"[{name}] $ {command}")
-            if subprocess.run(["bash", "-c", command]).returncode != 0:
+            if subprocess.run(["bash", "-c", command], env=env).returncode != 0:
                 problem = f"command failed: {command}"
                 break
         metrics = {}
