@@ -161,3 +161,41 @@ def test_unreachable_hub_name_is_a_user_error(monkeypatch):
 def test_missing_model_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such model folder"):
         BiEncoder(str(tmp_path / "absent"))
+
+
+def test_save_model_with_cls_pooling_matches_the_first_token_state(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xretrieve.cli import main
+
+    hf = tiny_model.parent / "hf"
+    out = tmp_path / "cls-model"
+    assert (
+        main(
+            [
+                "save-model",
+                "--model",
+                str(hf),
+                "--out",
+                str(out),
+                "--pooling",
+                "cls",
+                "--max-seq-length",
+                "16",
+                "--query-prompt",
+                "query: ",
+            ]
+        )
+        == 0
+    )
+    encoder = BiEncoder(str(out))
+    assert encoder.identity["query_prompt"] == "query: " and encoder.model.max_seq_length == 16
+    tokenizer, model = AutoTokenizer.from_pretrained(hf), AutoModel.from_pretrained(hf)
+    with torch.no_grad():
+        first = model(**tokenizer(["the lazy dog"], return_tensors="pt")).last_hidden_state[:, 0].numpy()
+    np.testing.assert_allclose(encoder.encode_passages(["the lazy dog"]), first, atol=1e-5)
+    with pytest.raises(UserError, match="already exists"):
+        from xretrieve.model import save_model
+
+        save_model(str(hf), str(out))

@@ -96,3 +96,12 @@ def test_lines_round_trip_keeps_empty_values(tmp_path):
     values = ["en", "", "ja", ""]
     write_lines(tmp_path / "l.txt", values)
     assert read_lines(tmp_path / "l.txt") == values
+
+
+def test_queries_in_xor_tydi_layout_read_question_as_text(tmp_path):
+    path = write(
+        tmp_path / "q.jsonl",
+        json.dumps({"id": "-7", "question": "Mikä on Suomen pääkaupunki?", "answers": ["Helsinki"], "lang": "fi"})
+        + "\n",
+    )
+    assert read_queries(path)[0].text == "Mikä on Suomen pääkaupunki?"

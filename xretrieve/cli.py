@@ -114,6 +114,21 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if checks and all(c.ok for c in checks) else 1
 
 
+def _save_model(args: argparse.Namespace) -> None:
+    from xretrieve.model import save_model
+
+    out = save_model(
+        args.model,
+        args.out,
+        pooling=args.pooling,
+        max_seq_length=args.max_seq_length,
+        query_prompt=args.query_prompt,
+        passage_prompt=args.passage_prompt,
+        normalize=args.normalize,
+    )
+    print(f"model: {out}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from xretrieve.demo import run_demo
 
@@ -201,6 +216,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = verb("reproduce", _reproduce, "Run a reproduction file's conditions and check their scores.")
     p.add_argument("file", help="YAML file, e.g. benchmarks/demo.yaml")
     p.add_argument("--condition", action="append", help="run only this condition (repeatable)")
+
+    p = verb(
+        "save-model",
+        _save_model,
+        "Save a transformers model as a sentence-transformers folder with the "
+        "pooling, length, prompts and normalisation you give; xretrieve then reads them from the folder.",
+    )
+    p.add_argument("--out", required=True, help="new model folder")
+    p.add_argument("--pooling", default="mean", choices=["mean", "cls", "max", "lasttoken"])
+    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--query-prompt", default="", help="text put before every query, e.g. 'query: '")
+    p.add_argument("--passage-prompt", default="", help="text put before every passage")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
 
     p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
     p.add_argument("--out", default="indexes/demo", help="index folder (default indexes/demo)")

@@ -16,6 +16,7 @@ from xretrieve.errors import UserError
 from xretrieve.manifest import atomic_open
 
 ID_FIELDS = ("id", "docid", "_id")  # ours, Tevatron/MIRACL, BEIR
+QUERY_TEXT_FIELDS = ("text", "question", "query")  # ours/BEIR, XOR-TyDi/NQ, Tevatron
 
 
 @dataclass(frozen=True)
@@ -155,15 +156,16 @@ def read_corpus(path: str | Path) -> list[Document]:
 
 
 def read_queries(path: str | Path) -> list[Query]:
-    """Queries from jsonl (id, text, lang?) or TSV (id<TAB>text)."""
+    """Queries from jsonl (id, text, lang?; `question` or `query` also name the text) or TSV (id<TAB>text)."""
     path = Path(path)
 
     def parsed() -> Iterator[tuple[str, str, Query]]:
         for where, record in _records(path):
             query_id = _record_id(record, where)
+            field = next((f for f in QUERY_TEXT_FIELDS if f in record), "text")
             query = Query(
                 id=query_id,
-                text=_check_text(record.get("text"), where, "text"),
+                text=_check_text(record.get(field), where, field),
                 lang=_optional_str(record.get("lang"), where, "lang"),
             )
             yield where, query_id, query

@@ -139,3 +139,47 @@ def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str
             f"{where}: index was built with model {index_model.get('name')!r} (fingerprint {built_with}) "
             f"but the query encoder is {encoder.name!r} (fingerprint {using}): use the same model"
         )
+
+
+POOLING_MODES = ("mean", "cls", "max", "lasttoken")
+
+
+def save_model(
+    source: str,
+    out: str,
+    pooling: str = "mean",
+    max_seq_length: int | None = None,
+    query_prompt: str = "",
+    passage_prompt: str = "",
+    normalize: bool = False,
+) -> Path:
+    """Write a sentence-transformers folder for a transformers model, with the pooling, length, prompts and
+    normalisation its published runs used, so that it loads with that behaviour everywhere after."""
+    import shutil
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    if pooling not in POOLING_MODES:
+        raise UserError(f"--pooling {pooling!r}: choose one of {', '.join(POOLING_MODES)}")
+    out_path = Path(out)
+    if out_path.exists():
+        raise UserError(f"{out}: already exists; choose a new --out")
+    try:
+        transformer = Transformer(resolve_model(source), max_seq_length=max_seq_length)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    if normalize:
+        modules.append(Normalize())
+    prompts = {name: text for name, text in (("query", query_prompt), ("passage", passage_prompt)) if text}
+    model = SentenceTransformer(modules=modules, prompts=prompts, device="cpu")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
+    try:
+        model.save(str(staging / "model"))
+        os.rename(staging / "model", out_path)  # atomic: no half-written model folder
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_path
