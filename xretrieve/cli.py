@@ -114,6 +114,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if checks and all(c.ok for c in checks) else 1
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from xretrieve.adapters import convert_dataset
+
+    written = convert_dataset(args.layout, args.source, args.out, lang=args.lang, split=args.split)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+
+
 def _save_model(args: argparse.Namespace) -> None:
     from xretrieve.model import save_model
 
