@@ -226,6 +226,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--condition", action="append", help="run only this condition (repeatable)")
 
     p = verb(
+        "convert",
+        _convert,
+        "Convert a dataset in its official layout (MIRACL, XOR-Retrieve, Tevatron, "
+        "SWIM-IR, BEIR) into xretrieve's corpus, queries, qrels, answers and training files.",
+    )
+    p.add_argument("--layout", required=True, choices=["miracl", "xor-retrieve", "tevatron", "swim-ir", "beir"])
+    p.add_argument("--source", required=True, help="the dataset's folder (or file) as distributed")
+    p.add_argument("--out", required=True, help="folder for the converted files")
+    p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: filter)")
+    p.add_argument("--split", default="dev", help="train, dev, test (MIRACL: test-a, test-b)")
+
+    p = verb(
         "save-model",
         _save_model,
         "Save a transformers model as a sentence-transformers folder with the "
