@@ -54,3 +54,14 @@ def test_shard_record_is_void_when_a_file_changed_and_an_error_for_another_plan(
         load_shard_record(tmp_path, 0, {"p": 2})
     (tmp_path / "a.bin").write_bytes(b"9999")
     assert load_shard_record(tmp_path, 0, {"p": 1}) is None
+
+
+def test_atomic_writes_get_normal_file_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_manifest(tmp_path, "index", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644

@@ -122,6 +122,34 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"{kind}: {path}")
 
 
+def _bm25(args: argparse.Namespace) -> None:
+    from xretrieve.bm25 import bm25_index, bm25_search
+
+    def need(*flags: str) -> None:
+        missing = [f"--{f.replace('_', '-')}" for f in flags if getattr(args, f) is None]
+        if missing:
+            raise UserError(f"bm25 {args.action}: {', '.join(missing)} required")
+
+    if args.action == "index":
+        need("corpus", "out")
+        out = bm25_index(args.corpus, args.out, language=args.language, threads=args.threads)
+        print(f"bm25 index: {out}")
+    else:
+        need("index", "queries", "out")
+        out = bm25_search(
+            args.index,
+            args.queries,
+            args.out,
+            k=args.k,
+            k1=args.k1,
+            b=args.b,
+            language=args.language,
+            tag=args.tag,
+            threads=args.threads,
+        )
+        print(f"run: {out}")
+
+
 def _save_model(args: argparse.Namespace) -> None:
     from xretrieve.model import save_model
 
@@ -236,6 +264,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", required=True, help="folder for the converted files")
     p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: filter)")
     p.add_argument("--split", default="dev", help="train, dev, test (MIRACL: test-a, test-b)")
+
+    p = verb("bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.")
+    p.add_argument("action", choices=["index", "search"])
+    p.add_argument("--corpus", help="index: corpus jsonl")
+    p.add_argument("--index", help="search: the BM25 index folder")
+    p.add_argument("--queries", help="search: queries file")
+    p.add_argument("--out", help="index: new folder; search: TREC run file")
+    p.add_argument("--language", help="Lucene analyzer language (default en; sw, yo, ha, so: whitespace)")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--k1", type=float, default=0.9)
+    p.add_argument("--b", type=float, default=0.4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="bm25")
 
     p = verb(
         "save-model",
