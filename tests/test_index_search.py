@@ -160,3 +160,30 @@ def test_ties_are_broken_by_docid_across_shards(tmp_path, encoder):
     assert not (out / "embeddings").exists()
     hits = Searcher(out, encoder=encoder).search(["same words"], k=4)[0]
     assert [h.docid for h in hits] == ["a", "m", "q", "z"]
+
+
+def test_document_store_returns_texts_by_id(tmp_path, encoder):
+    corpus = write_corpus(tmp_path / "c.jsonl", 30)
+    out = build_index(
+        IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), num_shards=2, progress=False), encoder=encoder
+    )
+    searcher = Searcher(out, encoder=encoder)
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    for row in (rows[0], rows[17], rows[-1]):
+        assert searcher.document(row["id"]) == {"id": row["id"], "title": "", "text": row["text"], "lang": row["lang"]}
+    assert searcher.document("no-such-id") is None
+    (out / "docs.jsonl").write_text("tampered\n")
+    with pytest.raises(UserError, match=r"docs\.jsonl: checksum mismatch"):
+        Searcher(out, encoder=encoder)
+
+
+def test_index_without_its_corpus_has_no_texts(embeddings, encoder, tmp_path):
+    import shutil
+
+    moved = tmp_path / "emb"
+    shutil.copytree(embeddings.folder, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["corpus"]["path"] = str(tmp_path / "gone.jsonl")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    searcher = Searcher(build(Embeddings(moved), tmp_path / "idx"), encoder=encoder)
+    assert searcher.manifest["docs"] is None and searcher.document("d1") is None

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from xretrieve.config import IndexConfig
-from xretrieve.formats import read_corpus, read_queries
+from xretrieve.formats import read_queries
 from xretrieve.index import build_index
 from xretrieve.manifest import MANIFEST_NAME
 from xretrieve.search import Searcher
@@ -35,7 +35,6 @@ def run_demo(
         build_index(
             IndexConfig(out=out, corpus=str(data / "corpus.jsonl"), model=model, progress=progress), encoder=encoder
         )
-    texts = {doc.id: doc for doc in read_corpus(data / "corpus.jsonl")}
     queries = read_queries(data / "queries.jsonl")
     relevant = read_relevant(data / "qrels.txt")
     searcher = Searcher(out, model=model, encoder=encoder)
@@ -47,11 +46,12 @@ def run_demo(
         print(f"\n[{query.lang}] {query.text}")
         for rank, hit in enumerate(hits[:show], start=1):
             mark = "+" if hit.docid in answers else " "
-            snippet = texts[hit.docid].text
+            snippet = searcher.document(hit.docid)["text"]
             snippet = snippet if len(snippet) <= 90 else snippet[:87] + "..."
             print(f"  {mark} {rank}. {hit.score:.3f} [{hit.lang}] {snippet}")
     share = top1 / len(queries)
     langs = ", ".join(f"{lang} {n}" for lang, n in searcher.langs.items())
-    print(f"\n{len(texts)} passages ({langs}); {len(queries)} queries, none with an answer in its own language.")
+    passages = sum(searcher.langs.values())
+    print(f"\n{passages} passages ({langs}); {len(queries)} queries, none with an answer in its own language.")
     print(f"Top hit is a translation of the query (+) for {top1}/{len(queries)} queries ({share:.1%}).")
     return share

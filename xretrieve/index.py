@@ -190,6 +190,7 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
                 trained = _train(config, embeddings, device, dim)
             record = _build_shard(embeddings, index, trained, device, out, plan)
         records.append(record)
+    docs = _docstore(embeddings, out)
     sample_index = faiss.deserialize_index(trained) if trained is not None else make_index(config.factory, dim)
     langs = Counter(lang for index in range(len(embeddings.shards)) for lang in embeddings.langs(index))
     write_manifest(
@@ -203,12 +204,25 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             "rows": sum(r["rows"] for r in records),
             "langs": dict(sorted(langs.items())),
             "search_params": default_search_params(sample_index),
+            "docs": docs,
             "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
             "parents": [
                 {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
             ],
         },
     )
+
+
+def _docstore(embeddings: Embeddings, out: Path) -> dict | None:
+    """Titles and texts for search results, copied from the corpus the embeddings name, if it is unchanged."""
+    from xretrieve.docstore import write_docstore
+
+    corpus = embeddings.manifest.get("corpus", {})
+    path = Path(corpus.get("path", ""))
+    if not path.is_file() or sha256_file(path) != corpus.get("sha256"):
+        print(f"xretrieve: {path} is missing or changed since encoding; the index will hold ids without texts")
+        return None
+    return {"files": write_docstore(path, out)}
 
 
 def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _Device, out: Path, plan: dict) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from xretrieve.config import SearchConfig
+from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_trec_run
 from xretrieve.index import INDEX_KIND, index_layers
@@ -87,15 +88,18 @@ class Searcher:
     ):
         self.folder = Path(index_dir)
         self.manifest = read_manifest(self.folder, INDEX_KIND)
+        docs = self.manifest.get("docs")
         if verify:
-            for entry in self.manifest["shards"]:
-                for file_name, digest in entry["files"].items():
+            listed = [entry["files"] for entry in self.manifest["shards"]] + ([docs["files"]] if docs else [])
+            for files in listed:
+                for file_name, digest in files.items():
                     verify_checksum(self.folder / file_name, digest)
         params = self.manifest.get("search_params", "")
         if search_params:
             params = f"{params},{search_params}" if params else search_params
         self.search_params = params
         self.shards = [_Shard(self.folder, entry, params) for entry in self.manifest["shards"]]
+        self.docs = DocStore(self.folder, [d for shard in self.shards for d in shard.docids]) if docs else None
         if encoder is None:
             from xretrieve.model import BiEncoder
 
@@ -104,6 +108,10 @@ class Searcher:
 
         check_compatible(self.manifest["model"], encoder, str(self.folder))
         self.encoder = encoder
+
+    def document(self, docid: str) -> dict | None:
+        """{"id", "title", "text", "lang"} of a document, None if unknown or the index has no texts."""
+        return self.docs.get(docid) if self.docs else None
 
     @property
     def langs(self) -> dict[str, int]:
