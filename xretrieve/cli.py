@@ -165,6 +165,32 @@ def _save_model(args: argparse.Namespace) -> None:
     print(f"model: {out}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from xretrieve.server import ServerConfig, serve
+
+    keys = list(args.api_key or []) + [k for k in os.environ.get("XRETRIEVE_API_KEYS", "").split(",") if k.strip()]
+    serve(
+        ServerConfig(
+            index=args.index,
+            model=args.model,
+            host=args.host,
+            port=args.port,
+            api_keys=tuple(keys),
+            allow_no_auth=args.allow_no_auth,
+            cors_origins=tuple(args.cors_origin or []),
+            max_query_chars=args.max_query_chars,
+            max_k=args.max_k,
+            max_batch=args.max_batch,
+            max_body_bytes=args.max_body_bytes,
+            timeout_s=args.timeout,
+            batch_wait_ms=args.batch_wait_ms,
+            max_encode_batch=args.max_encode_batch,
+        )
+    )
+
+
 def _demo(args: argparse.Namespace) -> None:
     from xretrieve.demo import run_demo
 
@@ -290,6 +316,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--query-prompt", default="", help="text put before every query, e.g. 'query: '")
     p.add_argument("--passage-prompt", default="", help="text put before every passage")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
+
+    p = verb("serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.")
+    p.add_argument("--index", required=True)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", action="append", help="accepted API key (repeatable; also XRETRIEVE_API_KEYS=a,b)")
+    p.add_argument("--allow-no-auth", action="store_true", help="serve a non-loopback address without API keys")
+    p.add_argument("--cors-origin", action="append", help="allow browser requests from this origin (default: none)")
+    p.add_argument("--max-query-chars", type=int, default=2000)
+    p.add_argument("--max-k", type=int, default=1000)
+    p.add_argument("--max-batch", type=int, default=64, help="queries per request")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a request waits for others to batch")
+    p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
 
     p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
     p.add_argument("--out", default="indexes/demo", help="index folder (default indexes/demo)")

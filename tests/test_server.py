@@ -1,0 +1,250 @@
+"""The HTTP API, started for real: TestClient for endpoints, limits and auth; one test over a real socket."""
+
+import json
+import threading
+import time
+
+import pytest
+from conftest import write_corpus
+from fastapi.testclient import TestClient
+
+from xretrieve.config import IndexConfig
+from xretrieve.errors import UserError
+from xretrieve.index import build_index
+from xretrieve.model import BiEncoder
+from xretrieve.search import Searcher
+from xretrieve.server import ServerConfig, create_app
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    return BiEncoder(str(tiny_model))
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, encoder):
+    folder = tmp_path_factory.mktemp("server")
+    corpus = write_corpus(folder / "corpus.jsonl", 40)
+    return build_index(
+        IndexConfig(out=str(folder / "idx"), corpus=str(corpus), num_shards=2, progress=False), encoder=encoder
+    )
+
+
+def wait_ready(client, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("server never became ready")
+
+
+@pytest.fixture
+def make_client(index, encoder):
+    clients = []
+
+    def make(**settings):
+        config = ServerConfig(index=str(index), **settings)
+        client = TestClient(create_app(config, load_searcher=lambda: Searcher(config.index, encoder=encoder)))
+        client.__enter__()
+        clients.append(client)
+        wait_ready(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_search_one_query_matches_the_searcher(make_client, index, encoder):
+    client = make_client()
+    response = client.post("/v1/search", json={"query": "the quick brown fox", "k": 5})
+    assert response.status_code == 200
+    hits = response.json()["hits"]
+    expected = Searcher(index, encoder=encoder).search(["the quick brown fox"], k=5)[0]
+    assert [h["id"] for h in hits] == [h.docid for h in expected]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0]["score"] == pytest.approx(expected[0].score, abs=1e-5)
+    corpus = {
+        json.loads(line)["id"]: json.loads(line) for line in (index.parent / "corpus.jsonl").read_text().splitlines()
+    }
+    assert all(h["text"] == corpus[h["id"]]["text"] and h["lang"] == corpus[h["id"]]["lang"] for h in hits)
+
+
+def test_batch_language_filter_and_fields(make_client):
+    client = make_client()
+    response = client.post(
+        "/v1/search", json={"queries": ["water river", "der hund"], "k": 4, "lang": ["fi", "ja"], "fields": ["lang"]}
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 2
+    for result in results:
+        assert len(result["hits"]) == 4
+        assert {h["lang"] for h in result["hits"]} <= {"fi", "ja"}
+        assert all("text" not in h and "title" not in h for h in result["hits"])
+
+
+def test_documents_info_health(make_client):
+    client = make_client()
+    assert client.get("/v1/documents/d3").json()["id"] == "d3"
+    missing = client.get("/v1/documents/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    info = client.get("/v1/info").json()
+    assert info["index"]["rows"] == 40 and info["shards"] == 2 and info["langs"]["fi"] == 8
+    assert info["model"]["dim"] == 32 and info["has_texts"] is True
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert "/v1/search" in client.get("/openapi.json").json()["paths"]
+    assert "<form" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"query": "x" * 101}, 422, "101 characters; the limit is 100"),
+        ({"query": "fox", "k": 51}, 422, "k must be between 1 and 50"),
+        ({"query": "fox", "k": 0}, 422, "k must be between 1 and 50"),
+        ({"queries": ["a"] * 9}, 422, "9 queries in one request; the limit is 8"),
+        ({"queries": []}, 422, "'queries' is empty"),
+        ({"query": "   "}, 422, "query 0 is empty"),
+        ({}, 422, "exactly one of 'query' or 'queries'"),
+        ({"query": "a", "queries": ["b"]}, 422, "exactly one of"),
+        ({"query": "fox", "lang": ["xx"]}, 422, "no documents in xx"),
+        ({"query": "fox", "fields": ["body"]}, 422, "unknown fields"),
+        ({"query": 5}, 422, "query"),
+        ({"query": "fox", "k": "ten"}, 422, "k"),
+    ],
+)
+def test_bad_requests_get_a_4xx_json_error(make_client, body, status, message):
+    client = make_client(max_query_chars=100, max_k=50, max_batch=8)
+    response = client.post("/v1/search", json=body)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_malformed_json_and_oversized_body(make_client):
+    client = make_client(max_body_bytes=200)
+    response = client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "error" in response.json()
+    response = client.post("/v1/search", json={"query": "x" * 300})
+    assert response.status_code == 413 and "larger than 200 bytes" in response.json()["error"]
+
+
+def test_api_keys(make_client):
+    client = make_client(api_keys=("s3cret",))
+    assert client.post("/v1/search", json={"query": "fox"}).status_code == 401
+    assert client.post("/v1/search", json={"query": "fox"}, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/search", json={"query": "fox"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.get("/v1/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/v1/documents/d1").status_code == 401
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_non_loopback_binding_needs_keys_or_an_explicit_waiver():
+    with pytest.raises(UserError, match="--api-key"):
+        ServerConfig(index="x", host="0.0.0.0").check_binding()
+    ServerConfig(index="x", host="0.0.0.0", api_keys=("k",)).check_binding()
+    ServerConfig(index="x", host="0.0.0.0", allow_no_auth=True).check_binding()
+    ServerConfig(index="x", host="127.0.0.1").check_binding()
+    ServerConfig(index="x", host="::1").check_binding()
+
+
+def test_cors_is_off_by_default_and_on_when_asked(make_client):
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in make_client().options("/v1/search", headers=preflight).headers
+    allowed = make_client(cors_origins=("https://example.org",)).options("/v1/search", headers=preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_not_ready_until_loaded(index, encoder):
+    release = threading.Event()
+
+    def slow_loader():
+        release.wait(10)
+        return Searcher(index, encoder=encoder)
+
+    with TestClient(create_app(ServerConfig(index=str(index)), load_searcher=slow_loader)) as client:
+        assert client.get("/readyz").status_code == 503
+        response = client.post("/v1/search", json={"query": "fox"})
+        assert response.status_code == 503 and "still loading" in response.json()["error"]
+        assert client.get("/healthz").status_code == 200
+        release.set()
+        wait_ready(client)
+        assert client.post("/v1/search", json={"query": "fox"}).status_code == 200
+
+
+def test_concurrent_requests_are_encoded_together(make_client):
+    client = make_client(batch_wait_ms=200, max_encode_batch=64)
+    statuses = []
+
+    def one(i):
+        statuses.append(client.post("/v1/search", json={"query": f"water river {i}", "k": 3}).status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 12
+    stats = client.get("/v1/info").json()["stats"]
+    assert stats["requests"] == 12 and stats["batches"] < 12
+
+
+def test_reload_swaps_in_another_index_without_dropping_requests(make_client, index, tmp_path, encoder):
+    other = build_index(
+        IndexConfig(out=str(tmp_path / "other"), corpus=str(write_corpus(tmp_path / "c.jsonl", 10)), progress=False),
+        encoder=encoder,
+    )
+    client = make_client(api_keys=("k",))
+    headers = {"X-API-Key": "k"}
+    failures = []
+    stop = threading.Event()
+
+    def keep_searching():
+        while not stop.is_set():
+            if client.post("/v1/search", json={"query": "fox", "k": 3}, headers=headers).status_code != 200:
+                failures.append(1)
+
+    worker = threading.Thread(target=keep_searching)
+    worker.start()
+    response = client.post("/v1/admin/reload", json={"index": str(other)}, headers=headers)
+    stop.set()
+    worker.join()
+    assert response.status_code == 200 and response.json()["rows"] == 10
+    assert failures == []
+    assert client.get("/v1/info", headers=headers).json()["index"]["rows"] == 10
+    assert client.post("/v1/admin/reload", json={"index": str(tmp_path / "none")}, headers=headers).status_code == 422
+
+
+def test_reload_needs_keys(make_client):
+    assert make_client().post("/v1/admin/reload", json={}).status_code == 403
+
+
+def test_real_socket(index, encoder):
+    import httpx
+    import uvicorn
+
+    config = ServerConfig(index=str(index))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, load_searcher=lambda: Searcher(index, encoder=encoder)),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        while httpx.get(f"{base}/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = httpx.post(f"{base}/v1/search", json={"query": "the lazy dog", "k": 2})
+        assert response.status_code == 200 and len(response.json()["hits"]) == 2
+    finally:
+        server.should_exit = True
+        thread.join(10)
