@@ -14,7 +14,7 @@ import numpy as np
 
 from xretrieve.errors import UserError
 from xretrieve.formats import iter_corpus
-from xretrieve.manifest import atomic_open, sha256_file
+from xretrieve.manifest import atomic_open, checksums
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
@@ -30,7 +30,7 @@ def write_docstore(corpus: str | Path, out: Path) -> dict[str, str]:
             f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
     with atomic_open(out / OFFSETS_FILE, "wb") as f:
         np.save(f, np.asarray(offsets, dtype=np.int64))
-    return {name: sha256_file(out / name) for name in (DOCS_FILE, OFFSETS_FILE)}
+    return checksums(out, (DOCS_FILE, OFFSETS_FILE))
 
 
 class DocStore:

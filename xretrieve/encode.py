@@ -11,10 +11,12 @@ from xretrieve.errors import UserError
 from xretrieve.formats import Document, read_corpus, read_lines, write_lines
 from xretrieve.manifest import (
     atomic_open,
+    checksums,
     load_shard_record,
     read_manifest,
     sha256_file,
     shard_name,
+    verify_files,
     write_manifest,
     write_shard_record,
 )
@@ -87,7 +89,7 @@ def _write_shard(out: Path, index: int, docs: list[Document], vectors: np.ndarra
         np.save(f, vectors)
     write_lines(out / f"{name}.ids.txt", (d.id for d in docs))
     write_lines(out / f"{name}.langs.txt", (d.lang for d in docs))
-    files = {f"{name}{suffix}": sha256_file(out / f"{name}{suffix}") for suffix in (".npy", ".ids.txt", ".langs.txt")}
+    files = checksums(out, [f"{name}{suffix}" for suffix in (".npy", ".ids.txt", ".langs.txt")])
     write_shard_record(out, index, {"plan": plan, "rows": len(docs), "files": files})
 
 
@@ -124,11 +126,8 @@ class Embeddings:
         self.shards = self.manifest["shards"]
 
     def verify(self) -> None:
-        from xretrieve.manifest import verify_checksum
-
         for shard in self.shards:
-            for file_name, digest in shard["files"].items():
-                verify_checksum(self.folder / file_name, digest)
+            verify_files(self.folder, shard["files"])
 
     def vectors(self, index: int) -> np.ndarray:
         """Shard vectors, memory-mapped (float16 shards stay float16 until used)."""

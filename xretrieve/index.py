@@ -16,6 +16,7 @@ from xretrieve.errors import UserError
 from xretrieve.formats import write_lines
 from xretrieve.manifest import (
     atomic_target,
+    checksums,
     load_shard_record,
     sha256_file,
     shard_name,
@@ -237,9 +238,7 @@ def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _De
         faiss.write_index(device.to_cpu(shard_index), tmp)
     write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
     write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
-    files = {
-        f"{name}{suffix}": sha256_file(out / f"{name}{suffix}") for suffix in (".faiss", ".docids.txt", ".langs.txt")
-    }
+    files = checksums(out, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])
     record = {"plan": plan, "rows": len(vectors), "files": files}
     write_shard_record(out, index, record)
     return record

@@ -114,6 +114,17 @@ def verify_checksum(path: str | Path, expected: str) -> None:
         )
 
 
+def checksums(folder: str | Path, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{file name: sha256} for files in `folder`, as manifests and shard records list them."""
+    return {name: sha256_file(Path(folder) / name) for name in names}
+
+
+def verify_files(folder: str | Path, files: dict[str, str]) -> None:
+    """Raise a UserError naming the first listed file that is missing or changed."""
+    for name, digest in files.items():
+        verify_checksum(Path(folder) / name, digest)
+
+
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
@@ -142,8 +153,7 @@ def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> d
             "shard count); choose a new --out or delete the folder"
         )
     try:
-        for file_name, digest in record["files"].items():
-            verify_checksum(Path(folder) / file_name, digest)
+        verify_files(folder, record["files"])
     except UserError:
         return None  # damaged or half-replaced: rebuild this shard
     return record

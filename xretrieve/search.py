@@ -12,7 +12,7 @@ from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_trec_run
 from xretrieve.index import INDEX_KIND, index_layers
-from xretrieve.manifest import atomic_write_json, read_manifest, sha256_file, verify_checksum
+from xretrieve.manifest import atomic_write_json, read_manifest, sha256_file, verify_files
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ class Searcher:
         if verify:
             listed = [entry["files"] for entry in self.manifest["shards"]] + ([docs["files"]] if docs else [])
             for files in listed:
-                for file_name, digest in files.items():
-                    verify_checksum(self.folder / file_name, digest)
+                verify_files(self.folder, files)
         params = self.manifest.get("search_params", "")
         if search_params:
             params = f"{params},{search_params}" if params else search_params
