@@ -130,6 +130,26 @@ def test_malformed_json_and_oversized_body(make_client):
     assert response.status_code == 413 and "larger than 200 bytes" in response.json()["error"]
 
 
+def test_streamed_body_over_the_limit(make_client):
+    client = make_client(max_body_bytes=200)
+
+    def chunks():
+        yield b'{"query": "'
+        for _ in range(10):
+            yield b"x" * 50
+        yield b'"}'
+
+    response = client.post("/v1/search", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "larger than 200 bytes" in response.json()["error"]
+
+
+def test_request_timeout(make_client):
+    client = make_client(timeout_s=0.05, batch_wait_ms=500, max_encode_batch=64)
+    response = client.post("/v1/search", json={"query": "fox"})
+    assert response.status_code == 504 and "longer than 0.05 s" in response.json()["error"]
+    assert client.get("/healthz").status_code == 200
+
+
 def test_api_keys(make_client):
     client = make_client(api_keys=("s3cret",))
     assert client.post("/v1/search", json={"query": "fox"}).status_code == 401

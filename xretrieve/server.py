@@ -142,6 +142,49 @@ class SearchEngine:
         return results
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `limit` bytes, whether it declares its length or streams it.
+
+    The body is read here (at most `limit` bytes are kept) and replayed to the app, because the app
+    turns any error raised while it reads the body into a generic 400.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._reject(send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._reject(send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send) -> None:
+        from starlette.responses import JSONResponse
+
+        response = JSONResponse({"error": f"request body larger than {self.limit} bytes"}, status_code=413)
+        await response({"type": "http"}, None, send)
+
+
 def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = None):
     """The FastAPI app. `load_searcher` (default: a `Searcher` for `config.index`) runs in the background."""
     from fastapi import FastAPI, Request
@@ -219,12 +262,7 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"], allow_headers=["*"]
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-            return JSONResponse({"error": f"request body larger than {config.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
