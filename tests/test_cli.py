@@ -228,3 +228,14 @@ def test_checksum_mismatch_from_cli(tmp_path, capsys, built_index, queries):
     assert "shard-00000.docids.txt: checksum mismatch" in user_error(
         capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(tmp_path / "r")]
     )
+
+
+def test_demo_prints_ranked_hits_per_query(tmp_path, capsys, tiny_model):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", str(tiny_model), "--show", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n[") == 126  # one block per sample query, headed by its language
+    assert "  1. " in printed and "  2. " in printed and "  3. " not in printed
+    assert "504 passages (ar 56, de 56, en 56, es 56, fa 56, fr 56, hi 56, ja 56, ru 56)" in printed
+    assert "Top hit is a translation of the query (+) for" in printed
+    assert main(["demo", "--out", str(out), "--model", str(tiny_model), "--show", "1", "--quiet"]) == 0  # reuses it

@@ -46,7 +46,7 @@ def run_demo(
         print(f"\n[{query.lang}] {query.text}")
         for rank, hit in enumerate(hits[:show], start=1):
             mark = "+" if hit.docid in answers else " "
-            snippet = searcher.document(hit.docid)["text"]
+            snippet = (searcher.document(hit.docid) or {}).get("text", hit.docid)
             snippet = snippet if len(snippet) <= 90 else snippet[:87] + "..."
             print(f"  {mark} {rank}. {hit.score:.3f} [{hit.lang}] {snippet}")
     share = top1 / len(queries)
