@@ -187,3 +187,36 @@ def test_index_without_its_corpus_has_no_texts(embeddings, encoder, tmp_path):
     (moved / "manifest.json").write_text(json.dumps(manifest))
     searcher = Searcher(build(Embeddings(moved), tmp_path / "idx"), encoder=encoder)
     assert searcher.manifest["docs"] is None and searcher.document("d1") is None
+
+
+def test_top_k_under_ties_is_a_prefix_of_a_larger_k(tmp_path, encoder):
+    # six copies in one shard: faiss keeps whichever tied rows it meets first, so a cut at k
+    # must look past the k-th row to let docids decide
+    corpus = tmp_path / "c.jsonl"
+    rows = [{"id": doc_id, "text": "same words"} for doc_id in ("f", "e", "d", "c", "b", "a")]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = build_index(IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), progress=False), encoder=encoder)
+    searcher = Searcher(out, encoder=encoder)
+    by_k = {k: [h.docid for h in searcher.search(["same words"], k=k)[0]] for k in (1, 2, 3, 6)}
+    assert by_k[6] == ["a", "b", "c", "d", "e", "f"]
+    assert by_k[1] == ["a"] and by_k[2] == ["a", "b"] and by_k[3] == ["a", "b", "c"]
+
+
+def test_more_shards_than_documents(tmp_path, encoder):
+    corpus = write_corpus(tmp_path / "c.jsonl", 2)
+    out = build_index(
+        IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), num_shards=4, progress=False), encoder=encoder
+    )
+    hits = Searcher(out, encoder=encoder).search(["anything"], k=5)[0]
+    assert sorted(h.docid for h in hits) == sorted(json.loads(line)["id"] for line in corpus.read_text().splitlines())
+
+
+@pytest.mark.parametrize("factory", ["PQ4", "PQ4x4fs"])
+def test_language_filter_on_indexes_without_selectors(embeddings, queries, encoder, tmp_path, factory):
+    # flat PQ and fast-scan PQ reject faiss's ID selectors: they are filtered after the search instead
+    searcher = Searcher(build(embeddings, tmp_path / "idx", factory=factory), encoder=encoder)
+    total = sum(shard.index.ntotal for shard in searcher.shards)
+    everything = searcher.search_vectors(queries[:10], k=total)
+    filtered = searcher.search_vectors(queries[:10], k=7, langs=["fi", "ja"])
+    for got, full in zip(filtered, everything, strict=True):
+        assert [h.docid for h in got] == [h.docid for h in full if h.lang in ("fi", "ja")][:7]

@@ -268,3 +268,96 @@ def test_real_socket(index, encoder):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class RecordingSearcher:
+    """Stands in for a Searcher in SearchEngine tests: slow encodes, records each batch's size."""
+
+    def __init__(self, name: str, encode_seconds: float = 0.05):
+        self.name, self.encode_seconds, self.batch_sizes = name, encode_seconds, []
+        self.encoder = self
+
+    def encode_queries(self, texts, batch_size):
+        self.batch_sizes.append(len(texts))
+        time.sleep(self.encode_seconds)
+        return [[float(len(t))] for t in texts]
+
+    def search_vectors(self, vectors, k, langs):
+        return [[(self.name, v[0])] for v in vectors]
+
+
+def run_engine(engine, coroutine_factory):
+    import asyncio
+
+    async def main():
+        await engine.start()
+        try:
+            return await coroutine_factory()
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+def test_requests_queued_during_a_batch_form_the_next_without_any_wait():
+    import asyncio
+
+    from xretrieve.server import SearchEngine
+
+    searcher = RecordingSearcher("a")
+    engine = SearchEngine(searcher, max_encode_batch=4, batch_wait_ms=0)
+
+    async def many():
+        return await asyncio.gather(*(engine.search([f"q{i}" * (i + 1)], 1, None) for i in range(10)))
+
+    answers = run_engine(engine, many)
+    assert [result[0][0][1] for _, result in answers] == [2.0 * (i + 1) for i in range(10)]  # each its own
+    assert max(searcher.batch_sizes) <= 4 and sum(searcher.batch_sizes) == 10
+    assert len(searcher.batch_sizes) < 10  # batched, though nobody waited for company
+
+
+def test_a_request_bigger_than_the_encode_batch_is_searched_alone():
+    import asyncio
+
+    from xretrieve.server import SearchEngine
+
+    searcher = RecordingSearcher("a")
+    engine = SearchEngine(searcher, max_encode_batch=3, batch_wait_ms=0)
+
+    async def mixed():
+        return await asyncio.gather(
+            engine.search(["x"], 1, None), engine.search(["y"] * 5, 1, None), engine.search(["z"], 1, None)
+        )
+
+    answers = run_engine(engine, mixed)
+    assert [len(result) for _, result in answers] == [1, 5, 1]
+    assert 5 in searcher.batch_sizes and all(size <= 3 for size in searcher.batch_sizes if size != 5)
+
+
+def test_hits_come_with_the_searcher_that_found_them_across_a_swap():
+    import asyncio
+
+    from xretrieve.server import SearchEngine
+
+    old, new = RecordingSearcher("old", encode_seconds=0.2), RecordingSearcher("new")
+    engine = SearchEngine(old, batch_wait_ms=0)
+
+    async def swap_mid_search():
+        first = asyncio.ensure_future(engine.search(["q"], 1, None))
+        await asyncio.sleep(0.05)  # the first batch is being encoded by `old`
+        engine.swap(new)
+        second = await engine.search(["q"], 1, None)
+        return await first, second
+
+    (searcher1, result1), (searcher2, result2) = run_engine(engine, swap_mid_search)
+    assert searcher1 is old and result1[0][0][0] == "old"
+    assert searcher2 is new and result2[0][0][0] == "new"
+
+
+def test_the_app_serves_again_after_a_restart(index, encoder):
+    config = ServerConfig(index=str(index))
+    app = create_app(config, load_searcher=lambda: Searcher(config.index, encoder=encoder))
+    for _ in range(2):
+        with TestClient(app) as client:
+            wait_ready(client)
+            assert client.post("/v1/search", json={"query": "fox", "k": 2}).status_code == 200

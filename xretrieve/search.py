@@ -58,8 +58,29 @@ class _Shard:
             raise UserError(f"{folder}/{name}: index, docids and langs disagree on the number of rows")
         self._filters: dict[frozenset[str], tuple] = {}
 
-    def filter_params(self, langs: frozenset[str]):
-        """Search parameters restricting this shard to `langs`; None when no document qualifies."""
+    def top(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """At least the top k rows per query (-1 where fewer qualify), and every row tied with the k-th:
+        which of the tied rows makes the merged top-k is then decided by docid, so k=1 heads k=3."""
+        params, mask = self.filter(langs) if langs is not None else (None, None)
+        total = self.index.ntotal
+        fetch = min(k + 1, total)
+        while True:
+            scores, rows = self.index.search(vectors, fetch, params=params)
+            if mask is not None:
+                scores, rows = _keep_rows(scores, rows, mask)
+            if fetch >= total:
+                return scores, rows
+            found = (rows >= 0).sum(axis=1)
+            last = scores[np.arange(len(rows)), np.maximum(found - 1, 0)]
+            tied = (found > k) & (last == scores[:, k - 1])
+            short = mask is not None and bool((found <= k).any())  # filtered out: look further
+            if not short and not tied.any():
+                return scores, rows
+            fetch = min(2 * fetch, total)
+
+    def filter(self, langs: frozenset[str]) -> tuple | None:
+        """None when no document here is in `langs`; else (search parameters with a selector, None), or
+        (None, mask) for indexes that take no selector (flat and fast-scan PQ), filtered after searching."""
         import faiss
 
         if langs not in self._filters:
@@ -69,9 +90,22 @@ class _Shard:
             else:
                 bitmap = np.packbits(mask, bitorder="little")
                 selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+                params = _search_parameters(self.index, selector)
+                try:
+                    self.index.search(np.zeros((1, self.index.d), np.float32), 1, params=params)
+                except RuntimeError:
+                    params = None
                 # the bitmap and selector must outlive every search that uses them
-                self._filters[langs] = (_search_parameters(self.index, selector), (bitmap, selector))
+                self._filters[langs] = ((params, None if params else mask), (bitmap, selector))
         return self._filters[langs][0]
+
+
+def _keep_rows(scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop rows outside `mask`, keeping the order of the rest and padding with -1 at the end."""
+    keep = (rows >= 0) & mask[np.maximum(rows, 0)]
+    order = np.argsort(~keep, axis=1, kind="stable")
+    rows = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(rows, order, axis=1), -1)
+    return np.take_along_axis(scores, order, axis=1), rows
 
 
 class Searcher:
@@ -128,12 +162,9 @@ class Searcher:
         wanted = self._check_langs(langs)
         per_query: list[list[Hit]] = [[] for _ in range(len(vectors))]
         for shard in self.shards:
-            params = None
-            if wanted is not None:
-                params = shard.filter_params(wanted)
-                if params is None:
-                    continue
-            scores, rows = shard.index.search(vectors, min(k, shard.index.ntotal), params=params)
+            if shard.index.ntotal == 0 or (wanted is not None and shard.filter(wanted) is None):
+                continue
+            scores, rows = shard.top(vectors, k, wanted)
             for hits, score_row, id_row in zip(per_query, scores, rows, strict=True):
                 hits.extend(
                     Hit(shard.docids[r], float(s), shard.langs[r])
@@ -148,7 +179,7 @@ class Searcher:
         unknown = sorted(set(langs) - set(self.langs))
         if unknown:
             have = ", ".join(f"{lang or '(none)'}" for lang in self.langs) or "no language labels"
-            raise UserError(f"--lang: no documents in {', '.join(unknown)} in this index (it has: {have})")
+            raise UserError(f"lang: no documents in {', '.join(unknown)} in this index (it has: {have})")
         return frozenset(langs)
 
 

@@ -39,7 +39,7 @@ class ServerConfig:
     max_batch: int = 64
     max_body_bytes: int = 1 << 20
     timeout_s: float = 30.0
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
     max_encode_batch: int = 32
 
     def check_binding(self) -> None:
@@ -60,6 +60,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_unicode(text: str) -> bool:
+    """False for strings JSON can carry but UTF-8 cannot encode (lone surrogates like "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Request:
     __slots__ = ("texts", "k", "langs", "future")
 
@@ -70,7 +79,7 @@ class _Request:
 class SearchEngine:
     """Micro-batches concurrent requests: one encode per batch, on one worker thread."""
 
-    def __init__(self, searcher, max_encode_batch: int = 32, batch_wait_ms: float = 2.0):
+    def __init__(self, searcher, max_encode_batch: int = 32, batch_wait_ms: float = 0.0):
         self.searcher = searcher
         self.max_encode_batch, self.batch_wait = max_encode_batch, batch_wait_ms / 1000
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xretrieve-search")
@@ -91,31 +100,42 @@ class SearchEngine:
         self.searcher = searcher  # batches already running keep the searcher they took
 
     async def search(self, texts: list[str], k: int, langs: list[str] | None):
+        """(the searcher that answered, its hits per text) or (searcher, UserError) for this request's mistake."""
         future = asyncio.get_running_loop().create_future()
         await self.queue.put(_Request(texts, k, langs, future))
         return await future
 
     async def _run(self) -> None:
+        # Requests that arrive while a batch is being searched wait in the queue and form the next
+        # batch, so batching needs no added wait under load; `batch_wait` only helps sparse traffic.
         loop = asyncio.get_running_loop()
+        held: _Request | None = None  # taken from the queue but too big for the batch before
         while True:
-            batch = [await self.queue.get()]
-            size = len(batch[0].texts)
+            batch = [held or await self.queue.get()]
+            held, size = None, len(batch[0].texts)
             deadline = loop.time() + self.batch_wait
             while size < self.max_encode_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
+                    item = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if size + len(item.texts) > self.max_encode_batch:
+                    held = item
                     break
                 batch.append(item)
                 size += len(item.texts)
             batch = [r for r in batch if not r.future.cancelled()]  # timed out while queued
             if not batch:
                 continue
+            searcher = self.searcher  # the whole batch, and its documents, come from one index
             try:
-                results = await loop.run_in_executor(self.executor, self._search_batch, self.searcher, batch)
+                results = await loop.run_in_executor(self.executor, self._search_batch, searcher, batch)
             except Exception as exc:  # noqa: BLE001 (handed to each waiting request)
                 for request in batch:
                     if not request.future.done():
@@ -123,7 +143,7 @@ class SearchEngine:
                 continue
             for request, result in zip(batch, results, strict=True):
                 if not request.future.done():
-                    request.future.set_result(result)
+                    request.future.set_result((searcher, result))
 
     def _search_batch(self, searcher, batch: list[_Request]) -> list[Any]:
         texts = [t for request in batch for t in request.texts]
@@ -247,6 +267,7 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
         loader.cancel()
         if state["engine"]:
             await state["engine"].stop()
+        state["engine"] = state["error"] = None  # a restarted app loads afresh, not a stopped engine
 
     app = FastAPI(
         title="xretrieve",
@@ -314,12 +335,16 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
         if len(texts) > config.max_batch:
             raise ApiError(422, f"{len(texts)} queries in one request; the limit is {config.max_batch}")
         for i, text in enumerate(texts):
+            if not is_unicode(text):
+                raise ApiError(422, f"query {i} is not valid Unicode (it holds a lone surrogate)")
             if not text.strip():
                 raise ApiError(422, f"query {i} is empty")
             if len(text) > config.max_query_chars:
                 raise ApiError(422, f"query {i} has {len(text)} characters; the limit is {config.max_query_chars}")
         if not 1 <= body.k <= config.max_k:
             raise ApiError(422, f"k must be between 1 and {config.max_k}")
+        if not all(is_unicode(lang) for lang in body.lang or ()):
+            raise ApiError(422, "lang is not valid Unicode (it holds a lone surrogate)")
         unknown = sorted(set(body.fields) - set(DOC_FIELDS))
         if unknown:
             raise ApiError(422, f"unknown fields {unknown}; choose from {list(DOC_FIELDS)}")
@@ -347,12 +372,11 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
         texts = check(body)
         current = engine()
         try:
-            results = await asyncio.wait_for(current.search(texts, body.k, body.lang), config.timeout_s)
+            searcher, results = await asyncio.wait_for(current.search(texts, body.k, body.lang), config.timeout_s)
         except TimeoutError:
             raise ApiError(504, f"search took longer than {config.timeout_s} s") from None
         if isinstance(results, UserError):
             raise ApiError(422, str(results))
-        searcher = current.searcher
         payload = [{"hits": [hit_json(searcher, h, r, body.fields) for r, h in enumerate(hits, 1)]} for hits in results]
         return payload[0] if body.query is not None else {"results": payload}
 
