@@ -329,7 +329,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--max-batch", type=int, default=64, help="queries per request")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company (0: batch what queued meanwhile)")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company, in ms")
     p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
 
     p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
