@@ -86,6 +86,20 @@ def test_trec_lines_rank_from_one_and_break_ties_by_docid():
     ]
 
 
+def test_trec_ties_are_the_scores_as_written():
+    # 0.5000001 prints as 0.500000: the file must read as a docid-ordered tie, not as d9 ahead of d1
+    lines = list(trec_lines("q", [("d9", 0.5000001), ("d1", 0.5)], "tag"))
+    assert [line.split()[2] for line in lines] == ["d1", "d9"]
+
+
+def test_language_codes_with_whitespace_are_refused(tmp_path):
+    path = write(
+        tmp_path / "c.jsonl", '{"id": "a", "text": "x", "lang": "en"}\n{"id": "b", "text": "y", "lang": "e\\nn"}\n'
+    )
+    with pytest.raises(UserError, match=r"c\.jsonl:2: field 'lang'"):
+        read_corpus(path)
+
+
 def test_trec_run_rejects_tag_with_space(tmp_path):
     with pytest.raises(UserError, match="run tag"):
         write_trec_run(tmp_path / "r.trec", [("q", [("d", 1.0)])], tag="my run")

@@ -220,3 +220,17 @@ def test_language_filter_on_indexes_without_selectors(embeddings, queries, encod
     filtered = searcher.search_vectors(queries[:10], k=7, langs=["fi", "ja"])
     for got, full in zip(filtered, everything, strict=True):
         assert [h.docid for h in got] == [h.docid for h in full if h.lang in ("fi", "ja")][:7]
+
+
+def test_rerunning_index_from_a_corpus_does_no_work_and_other_settings_are_refused(tmp_path):
+    encoder = FakeEncoder(dim=16)
+    corpus = write_corpus(tmp_path / "c.jsonl", 300)
+    config = IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), factory="IVF4,Flat", progress=False)
+    build_index(config, encoder=encoder)
+    encodes = encoder.calls
+    manifest = (tmp_path / "idx" / "manifest.json").read_bytes()
+    build_index(config, encoder=encoder)
+    assert encoder.calls == encodes and (tmp_path / "idx" / "manifest.json").read_bytes() == manifest
+    config.seed = 1  # would train another quantizer: not silently mixed with the shards already there
+    with pytest.raises(UserError, match="shard of a different run"):
+        build_index(config, encoder=encoder)

@@ -63,6 +63,7 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
         "model": encoder.identity,
         "num_shards": config.num_shards,
         "dtype": config.dtype,
+        "max_seq_length": config.max_seq_length,
     }
     bounds = shard_bounds(len(docs), config.num_shards)
     todo = [config.shard[0]] if config.shard else range(config.num_shards)

@@ -114,6 +114,13 @@ def _records(path: Path) -> Iterator[tuple[str, dict]]:
         yield where, record
 
 
+def _lang(record: dict, where: str) -> str:
+    lang = _optional_str(record.get("lang"), where, "lang")
+    if any(c.isspace() for c in lang):
+        raise UserError(f"{where}: field 'lang' is {lang!r}; a language code has no spaces or line breaks")
+    return lang
+
+
 def _record_id(record: dict, where: str) -> str:
     field = next((f for f in ID_FIELDS if f in record), "id")
     return _check_id(record.get(field), where, field)
@@ -139,7 +146,7 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
                 id=doc_id,
                 text=_check_text(record.get("text"), where, "text"),
                 title=_optional_str(record.get("title"), where, "title"),
-                lang=_optional_str(record.get("lang"), where, "lang"),
+                lang=_lang(record, where),
             )
             yield where, doc_id, doc
 
@@ -166,7 +173,7 @@ def read_queries(path: str | Path) -> list[Query]:
             query = Query(
                 id=query_id,
                 text=_check_text(record.get(field), where, field),
-                lang=_optional_str(record.get("lang"), where, "lang"),
+                lang=_lang(record, where),
             )
             yield where, query_id, query
 
@@ -200,7 +207,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def trec_lines(query_id: str, hits: Iterable[tuple[str, float]], tag: str) -> Iterator[str]:
     """TREC run lines for one query: ranks from 1, ordered by (-score, docid) so ties are deterministic."""
-    ordered = sorted(hits, key=lambda hit: (-hit[1], hit[0]))
+    # ordered by the score as written, so a reader re-sorting the file gets the same order
+    ordered = sorted(hits, key=lambda hit: (-round(hit[1], 6), hit[0]))
     for rank, (doc_id, score) in enumerate(ordered, start=1):
         yield f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}"
 
@@ -274,7 +282,7 @@ def read_answers(path: str | Path) -> list[Answers]:
             answers = record.get("answers")
             if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
                 raise UserError(f"{where}: field 'answers' must be a list of strings")
-            lang = _optional_str(record.get("lang"), where, "lang")
+            lang = _lang(record, where)
             yield where, query_id, Answers(query_id, tuple(answers), lang)
 
     items = list(_unique(parsed()))

@@ -18,8 +18,10 @@ from xretrieve.manifest import (
     atomic_target,
     checksums,
     load_shard_record,
+    read_manifest,
     sha256_file,
     shard_name,
+    verify_files,
     write_manifest,
     write_shard_record,
 )
@@ -151,6 +153,13 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
     """Build OUT from stored embeddings, or encode the corpus into OUT/embeddings first."""
     out = Path(config.out)
     if config.corpus:
+        if encoder is None:
+            from xretrieve.model import BiEncoder
+
+            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" else None)
+        if _built_from_corpus(config, out, encoder):
+            print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
+            return out
         embeddings_dir = out / "embeddings"
         encode_corpus(
             EncodeConfig(
@@ -161,7 +170,6 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
                 batch_size=config.batch_size,
                 dtype=config.dtype,
                 progress=config.progress,
-                device="cuda" if config.device == "cuda" else None,
             ),
             encoder=encoder,
         )
@@ -180,7 +188,12 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
     embeddings.verify()
     dim = int(embeddings.manifest["dim"])
     make_index(config.factory, dim)  # fail on a bad factory string before any work
-    plan = {"embeddings_manifest_sha256": sha256_file(embeddings.folder / "manifest.json"), "factory": config.factory}
+    plan = {
+        "embeddings_manifest_sha256": sha256_file(embeddings.folder / "manifest.json"),
+        "factory": config.factory,
+        "train_size": config.train_size,
+        "seed": config.seed,
+    }
     device = _Device(config.device, config.factory)
     trained: bytes | None = None
     records = []
@@ -205,6 +218,7 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             "rows": sum(r["rows"] for r in records),
             "langs": dict(sorted(langs.items())),
             "search_params": default_search_params(sample_index),
+            "build": _build_settings(config, embeddings.manifest),
             "docs": docs,
             "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
             "parents": [
@@ -212,6 +226,41 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             ],
         },
     )
+
+
+def _build_settings(config: IndexConfig, embeddings_manifest: dict) -> dict:
+    """What decides an index's contents, so that a rerun of `index --corpus` can tell it has nothing to do."""
+    return {
+        "corpus_sha256": embeddings_manifest.get("corpus", {}).get("sha256"),
+        "model_fingerprint": embeddings_manifest["model"].get("fingerprint"),
+        "num_shards": len(embeddings_manifest["shards"]),
+        "dtype": embeddings_manifest["dtype"],
+        "factory": config.factory,
+        "train_size": config.train_size,
+        "seed": config.seed,
+    }
+
+
+def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
+    """True when OUT is a complete, intact index of this corpus, model and settings."""
+    if not (out / "manifest.json").is_file():
+        return False
+    try:
+        manifest = read_manifest(out, INDEX_KIND)
+        for entry in manifest["shards"]:
+            verify_files(out, entry["files"])
+    except (UserError, KeyError):
+        return False
+    wanted = {
+        "corpus_sha256": sha256_file(config.corpus),
+        "model_fingerprint": encoder.identity.get("fingerprint"),
+        "num_shards": config.num_shards,
+        "dtype": config.dtype,
+        "factory": config.factory,
+        "train_size": config.train_size,
+        "seed": config.seed,
+    }
+    return manifest.get("build") == wanted and manifest["model"].get("name") == encoder.identity.get("name")
 
 
 def _docstore(embeddings: Embeddings, out: Path) -> dict | None:

@@ -67,6 +67,8 @@ class BiEncoder:
         from transformers.utils import logging as transformers_logging
 
         self.name = name_or_path or DEFAULT_MODEL
+        if os.path.isdir(self.name):
+            self.name = str(Path(self.name).resolve())  # indexes name it: valid from any working folder
         location = resolve_model(self.name)
         transformers_logging.disable_progress_bar()  # a bar per model load is noise in CLI output
         try:
