@@ -1,6 +1,7 @@
 """The CLI in-process: index + search with a tiny model, and every user error as one line with exit code 2."""
 
 import json
+import shutil
 
 import pytest
 
@@ -195,6 +196,39 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing_behind(tmp_path, caps
     config.write_text("bogus_flag: 1\n")
     assert "unknown setting 'bogus_flag'" in user_error(capsys, ["encode", "--config", str(config)])
 
+    assert "is a folder, not a file" in user_error(
+        capsys, ["search", "--index", str(built_index), "--queries", str(tmp_path), "--out", str(run)]
+    )
+    assert "Is a directory" in user_error(  # from the operating system, as one line
+        capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(tmp_path)]
+    )
+    assert "run tag 'my run'" in user_error(
+        capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--tag", "my run"]
+    )
+    assert "--batch-size 0" in user_error(
+        capsys,
+        ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--batch-size", "0"],
+    )
+    assert not run.exists()
+    assert "--rrf-k must be >= 0" in user_error(capsys, ["fuse", "--runs", "a", "b", "--out", "f", "--rrf-k", "-1"])
+    broken_model = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken_model)
+    (broken_model / "xretrieve.json").write_text("{oops")
+    assert "xretrieve.json: not valid JSON" in user_error(
+        capsys,
+        [
+            "search",
+            "--index",
+            str(built_index),
+            "--queries",
+            str(queries),
+            "--out",
+            str(run),
+            "--model",
+            str(broken_model),
+        ],
+    )
+
 
 def test_unknown_factory_from_cli(tmp_path, capsys, corpus, tiny_model):
     emb = tmp_path / "emb"
@@ -239,3 +273,28 @@ def test_demo_prints_ranked_hits_per_query(tmp_path, capsys, tiny_model):
     assert "504 passages (ar 56, de 56, en 56, es 56, fa 56, fr 56, hi 56, ja 56, ru 56)" in printed
     assert "Top hit is a translation of the query (+) for" in printed
     assert main(["demo", "--out", str(out), "--model", str(tiny_model), "--show", "1", "--quiet"]) == 0  # reuses it
+
+
+def test_config_file_values_are_checked_like_flags(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("corpus: c.jsonl\nout: emb\nbatch-size: many\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["encode", "--config", str(config)])
+    assert stopped.value.code == 2
+    assert "argument --batch-size: invalid int value: 'many'" in capsys.readouterr().err
+    config.write_text("corpus: c.jsonl\nout: emb\ndtype: float64\n")
+    with pytest.raises(SystemExit):
+        main(["encode", "--config", str(config)])
+    assert "invalid choice: 'float64'" in capsys.readouterr().err
+
+
+def test_config_file_lists_and_switches(tmp_path, built_index, queries):
+    config = tmp_path / "s.yaml"
+    config.write_text(f"index: {built_index}\nqueries: {queries}\nk: 3\nlang: [fi, ja]\nquiet: true\n")
+    out = tmp_path / "run.trec"
+    assert main(["search", "--config", str(config), "--out", str(out)]) == 0
+    docs = {
+        json.loads(line)["id"]: json.loads(line)["lang"]
+        for line in (built_index.parent / "corpus.jsonl").read_text().splitlines()
+    }
+    assert {docs[line[2]] for line in run_lines(out)} == {"fi", "ja"} and len(run_lines(out)) == 6

@@ -338,15 +338,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, subparsers
 
 
-def _config_file_defaults(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> None:
-    """Turn the values of `--config FILE.yaml` into the verb's defaults, before argparse checks required flags."""
+def _with_config_file(argv: list[str], subparsers: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """argv with the settings of `--config FILE.yaml` spelled out as flags right after the verb, so argparse
+    checks their types and choices as it does for typed flags; flags given later on the line win."""
     import yaml
 
     path = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
     path = path or next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    verb = next((a for a in argv if a in subparsers), None)
-    if not path or not verb:
-        return
+    verb_at = next((i for i, a in enumerate(argv) if a in subparsers), None)
+    if not path or verb_at is None:
+        return argv
     try:
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
@@ -354,32 +355,42 @@ def _config_file_defaults(argv: list[str], subparsers: dict[str, argparse.Argume
         raise UserError(f"--config {path}: {exc}") from None
     if not isinstance(values, dict):
         raise UserError(f"--config {path}: expected a mapping of flag names to values")
-    parser = subparsers[verb]
-    known = {action.dest for action in parser._actions}
-    settings = {}
+    verb = argv[verb_at]
+    actions = {action.dest: action for action in subparsers[verb]._actions if action.option_strings}
+    tokens: list[str] = []
     for key, value in values.items():
-        dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("config", "help"):
+        action = actions.get(str(key).replace("-", "_"))
+        if action is None or action.dest in ("config", "help"):
             raise UserError(f"--config {path}: unknown setting {key!r} for `xretrieve {verb}`")
-        settings[dest] = value
-    parser.set_defaults(**settings)
-    for action in parser._actions:  # a value from the file satisfies a required flag
-        if action.dest in settings:
-            action.required = False
-    for group in parser._mutually_exclusive_groups:
-        if any(action.dest in settings for action in group._group_actions):
-            group.required = False
+        flag = max(action.option_strings, key=len)
+        if value is None:
+            continue
+        if action.nargs == 0:  # store_true / store_false
+            if not isinstance(value, bool):
+                raise UserError(f"--config {path}: {key} takes true or false, not {value!r}")
+            tokens += [flag] if value == isinstance(action, argparse._StoreTrueAction) else []
+        elif isinstance(action, argparse._AppendAction):
+            for item in value if isinstance(value, list) else [value]:
+                tokens += [flag, str(item)]
+        elif action.nargs in ("+", "*"):
+            tokens += [flag, *map(str, value if isinstance(value, list) else [value])]
+        else:  # a list for a comma-separated flag, e.g. lang: [en, fi]
+            tokens += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return argv[: verb_at + 1] + tokens + argv[verb_at + 1 :]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
     try:
-        _config_file_defaults(argv, subparsers)
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_with_config_file(argv, subparsers))
         status = args.handler(args)
     except UserError as exc:
         print(f"xretrieve: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a folder, unreadable, or on a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xretrieve: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xretrieve: interrupted", file=sys.stderr)

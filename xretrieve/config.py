@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xretrieve.errors import UserError
+from xretrieve.formats import check_tag
 
 STORAGE_DTYPES = ("float32", "float16")
 
@@ -93,3 +94,6 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise UserError(f"--k {self.k}: must be at least 1")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size {self.batch_size}: must be at least 1")
+        check_tag(self.tag)

@@ -50,7 +50,7 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line) without the newline; skip blank lines."""
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     for lineno, raw in enumerate(_raw_lines(path), start=1):
         try:
             line = raw.decode("utf-8")
@@ -213,10 +213,15 @@ def trec_lines(query_id: str, hits: Iterable[tuple[str, float]], tag: str) -> It
         yield f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}"
 
 
-def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple[str, float]]]], tag: str) -> None:
-    """Write `(query id, [(docid, score), ...])` pairs as one TREC run file, atomically."""
+def check_tag(tag: str) -> None:
+    """A TREC run tag is one whitespace-free field; checked before the work whose run it names."""
     if any(c.isspace() for c in tag) or not tag:
         raise UserError(f"run tag {tag!r} must be non-empty and contain no whitespace")
+
+
+def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple[str, float]]]], tag: str) -> None:
+    """Write `(query id, [(docid, score), ...])` pairs as one TREC run file, atomically."""
+    check_tag(tag)
     write_lines(path, (line for query_id, hits in results for line in trec_lines(query_id, hits, tag)))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xretrieve.errors import UserError
-from xretrieve.formats import RunEntry, read_trec_run, write_trec_run
+from xretrieve.formats import RunEntry, check_tag, read_trec_run, write_trec_run
 
 FUSION_METHODS = ("rrf", "interpolation")
 
@@ -75,6 +75,9 @@ def fuse_runs(
         raise UserError(
             f"fuse --method {method}: needs {'exactly 2' if method == 'interpolation' else '2 or more'} runs"
         )
+    if rrf_k < 0 or depth < 1 or k < 1:
+        raise UserError(f"fuse: --rrf-k must be >= 0 (got {rrf_k}), --depth and --k >= 1 (got {depth}, {k})")
+    check_tag(tag)
     loaded = [read_trec_run(path) for path in runs]
     if method == "rrf":
         fused = reciprocal_rank_fusion(loaded, rrf_k=rrf_k, depth=depth, k=k)

@@ -91,7 +91,15 @@ class BiEncoder:
     @staticmethod
     def _xretrieve_settings(location: str) -> dict[str, Any]:
         path = Path(location) / "xretrieve.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(settings, dict):
+            raise UserError(f"{path}: expected a JSON object of settings")
+        return settings
 
     @property
     def identity(self) -> dict[str, Any]:
