@@ -1,11 +1,16 @@
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
 from xretrieve.adapters import TrainingExample, convert_dataset, iter_dpr_passages, iter_training
 from xretrieve.errors import UserError
-from xretrieve.formats import Document, read_corpus, read_jsonl, read_lines, read_queries
+from xretrieve.formats import Document, read_corpus, read_lines, read_queries
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write(path, text: str, compress: bool = False):

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xretrieve.errors import UserError
-from xretrieve.formats import iter_corpus, read_queries, write_trec_run
-from xretrieve.manifest import atomic_write_json, read_manifest, sha256_file, write_manifest
+from xretrieve.formats import iter_corpus, passage_text, read_queries, write_run
+from xretrieve.manifest import read_manifest, sha256_file, write_manifest
 
 INDEX_KIND = "bm25-index"
 MIN_JAVA = 21  # Anserini 1.x is compiled for Java 21
@@ -183,8 +183,8 @@ def bm25_index(corpus: str, out: str, language: str | None = None, threads: int 
         rows = 0
         try:
             for doc in iter_corpus(corpus_path):
-                contents = f"{doc.title} {doc.text}" if doc.title else doc.text
-                files[rows % threads].write(json.dumps({"id": doc.id, "contents": contents}, ensure_ascii=False) + "\n")
+                record = {"id": doc.id, "contents": passage_text(doc)}
+                files[rows % threads].write(json.dumps(record, ensure_ascii=False) + "\n")
                 rows += 1
         finally:
             for f in files:
@@ -266,17 +266,6 @@ def bm25_search(
         }
     finally:
         searcher.close()
-    write_trec_run(out, ((q.id, hits.get(q.id, [])) for q in query_list), tag=tag)
-    atomic_write_json(
-        f"{out}.json",
-        {
-            "index": str(Path(index).resolve()),
-            "index_manifest_sha256": sha256_file(Path(index) / "manifest.json"),
-            "model": {"name": "bm25", "k1": k1, "b": b, "language": language, "analyzer": ANALYZERS[language]},
-            "queries": str(Path(queries).resolve()),
-            "queries_sha256": sha256_file(queries),
-            "k": k,
-            "tag": tag,
-        },
-    )
+    model = {"name": "bm25", "k1": k1, "b": b, "language": language, "analyzer": ANALYZERS[language]}
+    write_run(out, ((q.id, hits.get(q.id, [])) for q in query_list), tag, index, queries, model=model, k=k)
     return Path(out)

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from xretrieve.config import IndexConfig
-from xretrieve.formats import read_queries
+from xretrieve.formats import read_qrels, read_queries
 from xretrieve.index import build_index
 from xretrieve.manifest import MANIFEST_NAME
 from xretrieve.search import Searcher
@@ -14,15 +14,6 @@ from xretrieve.search import Searcher
 
 def demo_data() -> Path:
     return Path(str(resources.files("xretrieve") / "data" / "demo"))
-
-
-def read_relevant(qrels: Path) -> dict[str, set[str]]:
-    relevant: dict[str, set[str]] = {}
-    for line in qrels.read_text(encoding="utf-8").splitlines():
-        query_id, _, doc_id, grade = line.split()
-        if int(grade) > 0:
-            relevant.setdefault(query_id, set()).add(doc_id)
-    return relevant
 
 
 def run_demo(
@@ -36,7 +27,9 @@ def run_demo(
             IndexConfig(out=out, corpus=str(data / "corpus.jsonl"), model=model, progress=progress), encoder=encoder
         )
     queries = read_queries(data / "queries.jsonl")
-    relevant = read_relevant(data / "qrels.txt")
+    relevant = {
+        qid: {d for d, grade in docs.items() if grade > 0} for qid, docs in read_qrels(data / "qrels.txt").items()
+    }
     searcher = Searcher(out, model=model, encoder=encoder)
     results = searcher.search([q.text for q in queries], k=max(show, 1))
     top1 = 0

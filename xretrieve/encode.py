@@ -8,7 +8,7 @@ import numpy as np
 
 from xretrieve.config import EncodeConfig
 from xretrieve.errors import UserError
-from xretrieve.formats import Document, read_corpus, read_lines, write_lines
+from xretrieve.formats import Document, passage_text, read_corpus, read_lines, write_lines
 from xretrieve.manifest import (
     atomic_open,
     checksums,
@@ -22,11 +22,6 @@ from xretrieve.manifest import (
 )
 
 EMBEDDINGS_KIND = "embeddings"
-
-
-def passage_text(doc: Document) -> str:
-    """What the passage encoder reads: 'title text' when there is a title."""
-    return f"{doc.title} {doc.text}" if doc.title else doc.text
 
 
 def shard_bounds(rows: int, num_shards: int) -> list[tuple[int, int]]:

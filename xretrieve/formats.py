@@ -11,9 +11,10 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xretrieve.errors import UserError
-from xretrieve.manifest import atomic_open
+from xretrieve.manifest import atomic_open, atomic_write_json, sha256_file
 
 ID_FIELDS = ("id", "docid", "_id")  # ours, Tevatron/MIRACL, BEIR
 QUERY_TEXT_FIELDS = ("text", "question", "query")  # ours/BEIR, XOR-TyDi/NQ, Tevatron
@@ -114,6 +115,11 @@ def _records(path: Path) -> Iterator[tuple[str, dict]]:
         yield where, record
 
 
+def passage_text(doc: Document) -> str:
+    """What passage encoders and BM25 read: 'title text' when there is a title."""
+    return f"{doc.title} {doc.text}" if doc.title else doc.text
+
+
 def _lang(record: dict, where: str) -> str:
     lang = _optional_str(record.get("lang"), where, "lang")
     if any(c.isspace() for c in lang):
@@ -201,10 +207,6 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for _, line in _lines(Path(path))]
-
-
 def trec_lines(query_id: str, hits: Iterable[tuple[str, float]], tag: str) -> Iterator[str]:
     """TREC run lines for one query: ranks from 1, ordered by (-score, docid) so ties are deterministic."""
     # ordered by the score as written, so a reader re-sorting the file gets the same order
@@ -223,6 +225,29 @@ def write_trec_run(path: str | Path, results: Iterable[tuple[str, Iterable[tuple
     """Write `(query id, [(docid, score), ...])` pairs as one TREC run file, atomically."""
     check_tag(tag)
     write_lines(path, (line for query_id, hits in results for line in trec_lines(query_id, hits, tag)))
+
+
+def write_run(
+    path: str | Path,
+    results: Iterable[tuple[str, Iterable[tuple[str, float]]]],
+    tag: str,
+    index: str | Path,
+    queries: str | Path,
+    **settings: Any,
+) -> None:
+    """A TREC run and, beside it in `RUN.json`, what made it: index, queries (with checksums) and settings."""
+    write_trec_run(path, results, tag)
+    atomic_write_json(
+        f"{path}.json",
+        {
+            "index": str(Path(index).resolve()),
+            "index_manifest_sha256": sha256_file(Path(index) / "manifest.json"),
+            "queries": str(Path(queries).resolve()),
+            "queries_sha256": sha256_file(queries),
+            **settings,
+            "tag": tag,
+        },
+    )
 
 
 def _columns(path: Path, layout: str) -> Iterator[tuple[str, list[str]]]:

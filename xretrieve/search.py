@@ -10,9 +10,9 @@ import numpy as np
 from xretrieve.config import SearchConfig
 from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
-from xretrieve.formats import read_lines, read_queries, write_trec_run
+from xretrieve.formats import read_lines, read_queries, write_run
 from xretrieve.index import INDEX_KIND, index_layers
-from xretrieve.manifest import atomic_write_json, read_manifest, sha256_file, verify_files
+from xretrieve.manifest import read_manifest, verify_files
 
 
 @dataclass(frozen=True)
@@ -190,23 +190,15 @@ def run_search(config: SearchConfig, encoder=None) -> Path:
         config.index, model=config.model, encoder=encoder, device=config.device, search_params=config.search_params
     )
     results = searcher.search([q.text for q in queries], k=config.k, langs=config.langs, batch_size=config.batch_size)
-    write_trec_run(
+    write_run(
         config.out,
         ((q.id, [(h.docid, h.score) for h in hits]) for q, hits in zip(queries, results, strict=True)),
-        tag=config.tag,
-    )
-    atomic_write_json(
-        f"{config.out}.json",
-        {
-            "index": str(Path(config.index).resolve()),
-            "index_manifest_sha256": sha256_file(Path(config.index) / "manifest.json"),
-            "model": searcher.encoder.identity,
-            "queries": str(Path(config.queries).resolve()),
-            "queries_sha256": sha256_file(config.queries),
-            "k": config.k,
-            "langs": config.langs,
-            "search_params": searcher.search_params,
-            "tag": config.tag,
-        },
+        config.tag,
+        config.index,
+        config.queries,
+        model=searcher.encoder.identity,
+        k=config.k,
+        langs=config.langs,
+        search_params=searcher.search_params,
     )
     return Path(config.out)
