@@ -298,3 +298,11 @@ def test_config_file_lists_and_switches(tmp_path, built_index, queries):
         for line in (built_index.parent / "corpus.jsonl").read_text().splitlines()
     }
     assert {docs[line[2]] for line in run_lines(out)} == {"fi", "ja"} and len(run_lines(out)) == 6
+
+
+def test_verbs_offer_only_the_flags_they_use(capsys):
+    # a flag that would be silently ignored is refused instead
+    for argv in (["evaluate", "--run", "r", "--qrels", "q", "--model", "m"], ["fuse", "--runs", "a", "b", "--quiet"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--out", "x"])
+        assert "unrecognized arguments" in capsys.readouterr().err

@@ -197,11 +197,18 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(out=args.out, model=args.model, show=args.show, progress=not args.quiet)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+COMMON_FLAGS = ("model", "batch_size", "quiet")
+
+
+def _add_common(parser: argparse.ArgumentParser, common: tuple[str, ...]) -> None:
+    """--config for every verb; --model, --batch-size and --quiet only where the verb uses them."""
     parser.add_argument("--config", help="YAML file of flag values (keys are flag names); flags override it")
-    parser.add_argument("--model", help="model name or folder (default: the embedded multilingual-e5-small)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if "model" in common:
+        parser.add_argument("--model", help="model name or folder (default: the embedded multilingual-e5-small)")
+    if "batch_size" in common:
+        parser.add_argument("--batch-size", type=int, default=32)
+    if "quiet" in common:
+        parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -210,10 +217,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     verbs = parser.add_subparsers(dest="verb", required=True)
     subparsers: dict[str, argparse.ArgumentParser] = {}
 
-    def verb(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+    def verb(
+        name: str, handler: Callable, help_text: str, common: tuple[str, ...] = COMMON_FLAGS
+    ) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
-        _add_common(sub)
+        _add_common(sub, common)
         subparsers[name] = sub
         return sub
 
@@ -249,7 +258,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--tag", default="xretrieve", help="run tag (last TREC column)")
     p.add_argument("--device", help="torch device for the query encoder")
 
-    p = verb("evaluate", _evaluate, "Score a TREC run against qrels (trec_eval measures) or XOR answers (R@kt).")
+    p = verb("evaluate", _evaluate, "Score a TREC run against qrels (trec_eval measures) or XOR answers (R@kt).", ())
     p.add_argument("--run", required=True)
     judged = p.add_mutually_exclusive_group(required=True)
     judged.add_argument("--qrels", help="TREC qrels: qid 0 docid relevance")
@@ -264,7 +273,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     p.add_argument("--out", help="write the scores as JSON")
 
-    p = verb("fuse", _fuse, "Fuse runs: reciprocal rank fusion or score interpolation (pyserini's hybrid).")
+    p = verb("fuse", _fuse, "Fuse runs: reciprocal rank fusion or score interpolation (pyserini's hybrid).", ())
     p.add_argument("--runs", nargs="+", required=True, help="TREC runs; for interpolation: dense then sparse")
     p.add_argument("--out", required=True)
     p.add_argument("--method", default="rrf", choices=["rrf", "interpolation"])
@@ -275,7 +284,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--normalize", action="store_true", help="interpolation: normalise each run's scores first")
     p.add_argument("--tag", default="fused")
 
-    p = verb("reproduce", _reproduce, "Run a reproduction file's conditions and check their scores.")
+    p = verb("reproduce", _reproduce, "Run a reproduction file's conditions and check their scores.", ())
     p.add_argument("file", help="YAML file, e.g. benchmarks/demo.yaml")
     p.add_argument("--condition", action="append", help="run only this condition (repeatable)")
 
@@ -284,6 +293,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         _convert,
         "Convert a dataset in its official layout (MIRACL, XOR-Retrieve, Tevatron, "
         "SWIM-IR, BEIR) into xretrieve's corpus, queries, qrels, answers and training files.",
+        (),
     )
     p.add_argument("--layout", required=True, choices=["miracl", "xor-retrieve", "tevatron", "swim-ir", "beir"])
     p.add_argument("--source", required=True, help="the dataset's folder (or file) as distributed")
@@ -291,7 +301,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: filter)")
     p.add_argument("--split", default="dev", help="train, dev, test (MIRACL: test-a, test-b)")
 
-    p = verb("bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.")
+    p = verb("bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.", ())
     p.add_argument("action", choices=["index", "search"])
     p.add_argument("--corpus", help="index: corpus jsonl")
     p.add_argument("--index", help="search: the BM25 index folder")
@@ -309,6 +319,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         _save_model,
         "Save a transformers model as a sentence-transformers folder with the "
         "pooling, length, prompts and normalisation you give; xretrieve then reads them from the folder.",
+        ("model",),
     )
     p.add_argument("--out", required=True, help="new model folder")
     p.add_argument("--pooling", default="mean", choices=["mean", "cls", "max", "lasttoken"])
@@ -317,7 +328,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--passage-prompt", default="", help="text put before every passage")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
 
-    p = verb("serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.")
+    p = verb(
+        "serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.", ("model",)
+    )
     p.add_argument("--index", required=True)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
@@ -332,7 +345,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company, in ms")
     p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
 
-    p = verb("demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.")
+    p = verb(
+        "demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.", ("model", "quiet")
+    )
     p.add_argument("--out", default="indexes/demo", help="index folder (default indexes/demo)")
     p.add_argument("--show", type=int, default=3, help="hits to print per query")
     return parser, subparsers
