@@ -234,3 +234,16 @@ def test_rerunning_index_from_a_corpus_does_no_work_and_other_settings_are_refus
     config.seed = 1  # would train another quantizer: not silently mixed with the shards already there
     with pytest.raises(UserError, match="shard of a different run"):
         build_index(config, encoder=encoder)
+
+
+def test_index_from_a_corpus_checks_device_and_factory_before_encoding(tmp_path):
+    import faiss
+
+    encoder = FakeEncoder(dim=16)
+    corpus = write_corpus(tmp_path / "c.jsonl", 50)
+    with pytest.raises(UserError, match="unknown factory string 'IVFX'"):
+        build_index(IndexConfig(out=str(tmp_path / "a"), corpus=str(corpus), factory="IVFX"), encoder=encoder)
+    if not hasattr(faiss, "StandardGpuResources"):
+        with pytest.raises(UserError, match="--device cuda needs faiss-gpu"):
+            build_index(IndexConfig(out=str(tmp_path / "b"), corpus=str(corpus), device="cuda"), encoder=encoder)
+    assert encoder.calls == 0 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -152,11 +152,13 @@ def _train(config: IndexConfig, embeddings: Embeddings, device: _Device, dim: in
 def build_index(config: IndexConfig, encoder=None) -> Path:
     """Build OUT from stored embeddings, or encode the corpus into OUT/embeddings first."""
     out = Path(config.out)
+    device = _Device(config.device, config.factory)  # a missing GPU or faiss-gpu fails before any encoding
     if config.corpus:
         if encoder is None:
             from xretrieve.model import BiEncoder
 
             encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" else None)
+        make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
         if _built_from_corpus(config, out, encoder):
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
@@ -175,13 +177,13 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
         )
     else:
         embeddings_dir = Path(config.embeddings)
-    _build_from_embeddings(config, Embeddings(embeddings_dir), out)
+    _build_from_embeddings(config, Embeddings(embeddings_dir), out, device)
     if config.corpus and not config.keep_embeddings:
         shutil.rmtree(embeddings_dir)
     return out
 
 
-def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Path) -> None:
+def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Path, device: _Device) -> None:
     import faiss
     from tqdm import tqdm
 
@@ -194,7 +196,6 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
         "train_size": config.train_size,
         "seed": config.seed,
     }
-    device = _Device(config.device, config.factory)
     trained: bytes | None = None
     records = []
     for index in tqdm(range(len(embeddings.shards)), desc="index shards", disable=not config.progress):
