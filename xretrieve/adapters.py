@@ -158,9 +158,11 @@ def read_xor_questions(path: str | Path, lang: str | None = None) -> list[tuple[
 # --- training data -----------------------------------------------------------------------------------------------
 
 
-def _passage(value: object, where: str, corpus: Mapping[str, Document] | None, keep_ids: bool) -> Document:
+def _passage(
+    value: object, where: str, corpus: Mapping[str, Document] | None, keep_ids: bool, lang: str = ""
+) -> Document:
     if isinstance(value, dict):
-        return _document(value, where)
+        return _document(value, where, lang)
     doc_id = _check_id(value, where, "docid")
     if keep_ids:
         return Document(doc_id, "")  # written back as a bare id; joined with the corpus when training reads it
@@ -187,14 +189,17 @@ def _training_example(
             raise UserError(f"{where}: field {field!r} must be a list")
         if kind == "positive" and not values:
             raise UserError(f"{where}: field {field!r} is missing or empty; a training example needs a positive")
-        passages[kind] = [_passage(v, f"{where}: {field}[{i}]", corpus, keep_ids) for i, v in enumerate(values)]
+        # a row-level `passage_lang` (xretrieve's bible-xling pairs) names the positives' language
+        lang = _optional_str(record.get("passage_lang"), where, "passage_lang") if kind == "positive" else ""
+        passages[kind] = [_passage(v, f"{where}: {field}[{i}]", corpus, keep_ids, lang) for i, v in enumerate(values)]
     query_field = _field(record, "query", "query_text")
+    lang_field = _field(record, "lang", "query_lang")
     return TrainingExample(
         query_id=_check_id(record.get("query_id"), where, "query_id"),
         query=_check_text(record.get(query_field), where, query_field),
         positives=passages["positive"],
         negatives=passages["negative"],
-        lang=_optional_str(record.get("lang"), where, "lang"),
+        lang=_optional_str(record.get(lang_field), where, lang_field),
     )
 
 
