@@ -347,3 +347,42 @@ def test_cli_errors(tiny_model, tmp_path, capsys):
     parallel.write_text("only one column\n")
     assert main(["distill", "--parallel", str(parallel), "--out", str(tmp_path / "d"), "--model", str(tiny_model)]) == 2
     assert "p.tsv:1" in capsys.readouterr().err
+
+
+def test_training_readers(tmp_path):
+    """DPR's biencoder JSON (XOR-TyDi's retriever training data), bible-xling's language fields, parallel text."""
+    from xretrieve.formats import read_parallel
+
+    dpr = tmp_path / "xor_train.json"
+    ctx = {"title": "Helsinki", "text": "Helsinki is the capital of Finland.", "passage_id": "123"}
+    dpr.write_text(
+        json.dumps(
+            [
+                {
+                    "question": "Mikä on Suomen pääkaupunki?",
+                    "lang": "fi",
+                    "answers": ["Helsinki"],
+                    "positive_ctxs": [ctx],
+                    "negative_ctxs": [{"title": "Oslo", "text": "Oslo is in Norway.", "passage_id": "7"}],
+                    "hard_negative_ctxs": [{"title": "Turku", "text": "Turku was the capital.", "passage_id": "9"}],
+                }
+            ]
+        )
+    )
+    (example,) = load_examples(str(dpr))
+    assert (example.query_id, example.lang, example.positives[0].id) == ("dpr-0", "fi", "123")
+    assert [n.id for n in example.negatives] == ["9", "7"]  # hard negatives first
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps([{"question": "q", "positive_ctxs": []}]))
+    with pytest.raises(UserError, match=r"broken.json: example 0: field 'positive_ctxs'"):
+        load_examples(str(broken))
+
+    (pair,) = load_examples(str(write_pairs(tmp_path / "p.jsonl", n=1)))
+    assert (pair.lang, pair.positives[0].lang) == ("en", "es")
+
+    jsonl = tmp_path / "parallel.jsonl"
+    jsonl.write_text(json.dumps({"source": "peace", "translation": "paz"}) + "\n")
+    tsv = tmp_path / "parallel.tsv"
+    tsv.write_text("peace\tpaz\tFrieden\n")
+    assert read_parallel(jsonl) == [("peace", "paz")]
+    assert read_parallel(tsv) == [("peace", "paz"), ("peace", "Frieden")]

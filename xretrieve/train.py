@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from xretrieve.adapters import TrainingExample, _training_json, iter_training
+from xretrieve.adapters import TrainingExample, _training_json, iter_dpr_training, iter_training
 from xretrieve.config import DistillConfig, MineConfig, TrainConfig
 from xretrieve.encode import passage_text
 from xretrieve.errors import UserError
@@ -34,11 +34,13 @@ DEV_MEASURES = ("nDCG@10", "RR@10", "R@100")
 
 
 def load_examples(path: str, corpus: str | None = None) -> list[TrainingExample]:
-    """Training examples in the Tevatron layout; passages given as ids are joined with `corpus`."""
+    """Training examples in the Tevatron layout (passages given as ids are joined with `corpus`) or DPR's."""
     documents: dict[str, Document] | None = None
     if corpus:
         documents = {doc.id: doc for doc in iter_corpus(corpus)}
-    examples = list(iter_training(path, documents))
+    # DPR's biencoder files (XOR-TyDi's retriever training data) are one JSON array; the rest is jsonl
+    is_dpr = path.lower().endswith(".json")
+    examples = list(iter_dpr_training(path) if is_dpr else iter_training(path, documents))
     if not examples:
         raise UserError(f"{path}: no training examples")
     return examples
@@ -231,7 +233,14 @@ def _dev_evaluator(corpus: str, queries: str, qrels: str, query_prompt: str | No
 
 
 def _device(requested: str | None) -> str:
+    """The device to train on; also where a missing `train` extra is reported, before any work."""
+    import importlib.util
+
     import torch
+
+    missing = [name for name in ("accelerate", "datasets") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"training needs {', '.join(missing)}: pip install 'xretrieve[train]'")
 
     if requested in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -326,9 +335,8 @@ def train(config: TrainConfig) -> Path:
     resume_from = _resume_point(config, checkpoints)
     examples = load_examples(config.train_data, config.corpus)
     negatives = negatives_per_example(examples, config.negatives, config.train_data)
-    dataset = contrastive_dataset(examples, negatives)
-
     device = _device(config.device)
+    dataset = contrastive_dataset(examples, negatives)
     encoder = BiEncoder(config.model, device=device, max_seq_length=config.max_seq_length)
     model = encoder.model
     query_name = encoder.query_prompt_name or ("query" if config.query_prompt else None)
