@@ -192,10 +192,14 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(HERE / "results" / "train_bible"))
     parser.add_argument("--note", help="a sentence for the report on how this run was made")
-    parser.add_argument("--report-only", action="store_true", help="rewrite OUT.md from OUT.json")
+    parser.add_argument("--report-only", action="store_true", help="rewrite OUT.md from OUT.json (and its --note)")
     args = parser.parse_args()
     if args.report_only:
-        write_report(json.loads(Path(f"{args.out}.json").read_text()), f"{args.out}.md")
+        saved = json.loads(Path(f"{args.out}.json").read_text())
+        if args.note:  # a corrected account of how the run was made; the scores are not touched
+            saved["settings"]["note"] = args.note
+            atomic_write_json(f"{args.out}.json", saved)
+        write_report(saved, f"{args.out}.md")
         return
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
