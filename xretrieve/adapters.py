@@ -158,9 +158,11 @@ def read_xor_questions(path: str | Path, lang: str | None = None) -> list[tuple[
 # --- training data -----------------------------------------------------------------------------------------------
 
 
-def _passage(value: object, where: str, corpus: Mapping[str, Document] | None, keep_ids: bool) -> Document:
+def _passage(
+    value: object, where: str, corpus: Mapping[str, Document] | None, keep_ids: bool, lang: str = ""
+) -> Document:
     if isinstance(value, dict):
-        return _document(value, where)
+        return _document(value, where, lang)
     doc_id = _check_id(value, where, "docid")
     if keep_ids:
         return Document(doc_id, "")  # written back as a bare id; joined with the corpus when training reads it
@@ -187,14 +189,17 @@ def _training_example(
             raise UserError(f"{where}: field {field!r} must be a list")
         if kind == "positive" and not values:
             raise UserError(f"{where}: field {field!r} is missing or empty; a training example needs a positive")
-        passages[kind] = [_passage(v, f"{where}: {field}[{i}]", corpus, keep_ids) for i, v in enumerate(values)]
+        # a row-level `passage_lang` (xretrieve's bible-xling pairs) names the positives' language
+        lang = _optional_str(record.get("passage_lang"), where, "passage_lang") if kind == "positive" else ""
+        passages[kind] = [_passage(v, f"{where}: {field}[{i}]", corpus, keep_ids, lang) for i, v in enumerate(values)]
     query_field = _field(record, "query", "query_text")
+    lang_field = _field(record, "lang", "query_lang")
     return TrainingExample(
         query_id=_check_id(record.get("query_id"), where, "query_id"),
         query=_check_text(record.get(query_field), where, query_field),
         positives=passages["positive"],
         negatives=passages["negative"],
-        lang=_optional_str(record.get("lang"), where, "lang"),
+        lang=_optional_str(record.get(lang_field), where, lang_field),
     )
 
 
@@ -207,6 +212,46 @@ def iter_training(path: str | Path, corpus: Mapping[str, Document] | None = None
     """
     for where, record in _records(Path(path)):
         yield _training_example(record, where, corpus)
+
+
+def iter_dpr_training(path: str | Path) -> Iterator[TrainingExample]:
+    """DPR's biencoder training JSON (one array; XOR-TyDi's retriever training data comes in it):
+    {"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}, contexts as
+    {"title", "text", "passage_id"}. Hard negatives come first, then the other negatives."""
+    import json
+
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable DPR training JSON file ({exc})") from None
+    if not isinstance(rows, list):
+        raise UserError(f"{path}: expected a JSON array of training examples")
+    for i, record in enumerate(rows):
+        where = f"{path}: example {i}"
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        passages = {}
+        for field in ("positive_ctxs", "hard_negative_ctxs", "negative_ctxs"):
+            values = record.get(field) or []
+            if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+                raise UserError(f"{where}: field {field!r} must be a list of objects")
+            passages[field] = [
+                _document(
+                    {"id": str(v.get("passage_id") or v.get("psg_id") or f"{i}-{field}-{j}"), **v},
+                    f"{where}: {field}[{j}]",
+                )
+                for j, v in enumerate(values)
+            ]
+        if not passages["positive_ctxs"]:
+            raise UserError(f"{where}: field 'positive_ctxs' is missing or empty; a training example needs a positive")
+        yield TrainingExample(
+            query_id=str(record.get("id") or f"dpr-{i}"),
+            query=_check_text(record.get("question"), where, "question"),
+            positives=passages["positive_ctxs"],
+            negatives=passages["hard_negative_ctxs"] + passages["negative_ctxs"],
+            lang=_optional_str(record.get("lang"), where, "lang"),
+        )
 
 
 def iter_swim_ir(path: str | Path, cross_lingual: bool = True) -> Iterator[TrainingExample]:

@@ -7,7 +7,16 @@ import sys
 from collections.abc import Callable
 
 from xretrieve import __version__
-from xretrieve.config import EncodeConfig, IndexConfig, SearchConfig, parse_langs, parse_shard
+from xretrieve.config import (
+    DistillConfig,
+    EncodeConfig,
+    IndexConfig,
+    MineConfig,
+    SearchConfig,
+    TrainConfig,
+    parse_langs,
+    parse_shard,
+)
 from xretrieve.errors import UserError
 
 
@@ -197,6 +206,98 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(out=args.out, model=args.model, show=args.show, progress=not args.quiet)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from xretrieve.train import train
+
+    out = train(
+        TrainConfig(
+            train_data=args.train_data,
+            out=args.out,
+            model=args.model,
+            corpus=args.corpus,
+            max_steps=args.max_steps,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            mini_batch_size=args.mini_batch_size,
+            learning_rate=args.learning_rate,
+            warmup_ratio=args.warmup_ratio,
+            temperature=args.temperature,
+            negatives=args.negatives,
+            batches=args.batches,
+            language_alpha=args.language_alpha,
+            max_seq_length=args.max_seq_length,
+            query_prompt=args.query_prompt,
+            passage_prompt=args.passage_prompt,
+            dev_corpus=args.dev_corpus,
+            dev_queries=args.dev_queries,
+            dev_qrels=args.dev_qrels,
+            eval_steps=args.eval_steps,
+            save_steps=args.save_steps,
+            checkpoints=args.checkpoints,
+            resume=args.resume,
+            seed=args.seed,
+            precision=args.precision,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"model: {out}")
+
+
+def _distill(args: argparse.Namespace) -> None:
+    from xretrieve.train import distill
+
+    out = distill(
+        DistillConfig(
+            parallel=args.parallel,
+            out=args.out,
+            teacher=args.teacher or args.model,
+            student=args.student,
+            max_steps=args.max_steps,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            warmup_ratio=args.warmup_ratio,
+            max_seq_length=args.max_seq_length,
+            save_steps=args.save_steps,
+            checkpoints=args.checkpoints,
+            resume=args.resume,
+            seed=args.seed,
+            precision=args.precision,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"model: {out}")
+
+
+def _mine_negatives(args: argparse.Namespace) -> None:
+    from xretrieve.train import mine_negatives
+
+    counts = mine_negatives(
+        MineConfig(
+            train_data=args.train_data,
+            index=args.index,
+            out=args.out,
+            corpus=args.corpus,
+            model=args.model,
+            negatives=args.negatives,
+            min_rank=args.min_rank,
+            max_rank=args.max_rank,
+            margin=args.margin,
+            duplicate_threshold=args.duplicate_threshold,
+            langs=parse_langs(args.lang),
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(
+        f"training data: {args.out} ({counts['negatives']} negatives for {counts['examples']} queries; "
+        f"{counts['short']} queries got fewer than {args.negatives})"
+    )
+
+
 COMMON_FLAGS = ("model", "batch_size", "quiet")
 
 
@@ -344,6 +445,76 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company, in ms")
     p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
+
+    def training_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
+        p.add_argument("--epochs", type=float, default=1.0)
+        p.add_argument("--learning-rate", type=float, default=2e-5)
+        p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent warming up")
+        p.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens")
+        p.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps")
+        p.add_argument("--checkpoints", help="checkpoint folder (default OUT.checkpoints)")
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="fp16 needs CUDA")
+        p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+    p = verb("train", _train, "Fine-tune a bi-encoder contrastively (in-batch and hard negatives).")
+    p.add_argument("--train-data", required=True, help="Tevatron-layout jsonl: query_id, query, positive_passages ...")
+    p.add_argument("--out", required=True, help="new model folder")
+    p.add_argument("--corpus", help="corpus to join passages given as bare docids")
+    p.add_argument("--mini-batch-size", type=int, help="cached MNRL (GradCache) in chunks of this size")
+    p.add_argument("--temperature", type=float, default=0.05, help="softmax temperature (scale = 1/temperature)")
+    p.add_argument("--negatives", type=int, help="hard negatives per query (default: as many as all examples have)")
+    p.add_argument(
+        "--batches",
+        default="mixed",
+        choices=["mixed", "same-language"],
+        help="same-language: a batch holds one positive language, so its negatives share it",
+    )
+    p.add_argument(
+        "--language-alpha",
+        type=float,
+        default=1.0,
+        help="languages sampled with weight n**alpha (1 proportional, 0 uniform)",
+    )
+    p.add_argument("--query-prompt", help="override the model's query prompt")
+    p.add_argument("--passage-prompt", help="override the model's passage prompt")
+    p.add_argument("--dev-corpus", help="dev evaluation during training: corpus ...")
+    p.add_argument("--dev-queries", help="... queries ...")
+    p.add_argument("--dev-qrels", help="... and qrels (nDCG@10, RR@10, R@100 every --eval-steps)")
+    p.add_argument("--eval-steps", type=int, default=100)
+    training_flags(p)
+
+    p = verb("distill", _distill, "Multilingual distillation: map translations onto the teacher's embedding.")
+    p.add_argument("--parallel", required=True, help="source<TAB>translation TSV or jsonl {source, translation}")
+    p.add_argument("--out", required=True, help="new model folder")
+    p.add_argument("--teacher", help="teacher model (default --model, else the embedded model)")
+    p.add_argument("--student", help="student model to train (default: a copy of the teacher)")
+    training_flags(p)
+
+    p = verb("mine-negatives", _mine_negatives, "Mine hard negatives for training queries from an index.")
+    p.add_argument("--train-data", required=True)
+    p.add_argument("--index", required=True, help="index of the passages to mine from (its model encodes)")
+    p.add_argument("--out", required=True, help="training jsonl with the mined negatives")
+    p.add_argument("--corpus", help="corpus to join passages given as ids, and texts if the index has none")
+    p.add_argument("--negatives", type=int, default=8, help="negatives per query, hardest first")
+    p.add_argument("--min-rank", type=int, default=1, help="skip candidates ranked above this (1 = none)")
+    p.add_argument("--max-rank", type=int, default=100, help="look no deeper than this rank")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="drop candidates scoring above the positive's score minus this (likely positives)",
+    )
+    p.add_argument(
+        "--duplicate-threshold",
+        type=float,
+        default=0.9,
+        help="drop candidates this similar to a positive (character 3-gram Jaccard)",
+    )
+    p.add_argument("--lang", help="mine only from documents in these languages")
+    p.add_argument("--device", help="torch device for the query encoder")
 
     p = verb(
         "demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.", ("model", "quiet")

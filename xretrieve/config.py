@@ -97,3 +97,121 @@ class SearchConfig:
         if self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size}: must be at least 1")
         check_tag(self.tag)
+
+
+# --- training (xretrieve/train.py) ---------------------------------------------------------------------------------
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+BATCH_MODES = ("mixed", "same-language")
+
+
+@dataclass
+class TrainConfig:
+    train_data: str
+    out: str
+    model: str | None = None
+    corpus: str | None = None  # joins passages given as bare docids
+    max_steps: int | None = None  # None: `epochs` passes
+    epochs: float = 1.0
+    batch_size: int = 32
+    mini_batch_size: int | None = None  # cached (GradCache) MNRL with this chunk size: big batches, small memory
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    negatives: int | None = None  # hard negatives per query; None: as many as every example has
+    batches: str = "mixed"  # or "same-language": in-batch negatives from the positive's language only
+    language_alpha: float = 1.0  # languages drawn with weight n**alpha: 1 proportional, 0 uniform
+    max_seq_length: int | None = None
+    query_prompt: str | None = None  # overrides the model's saved prompt
+    passage_prompt: str | None = None
+    dev_corpus: str | None = None
+    dev_queries: str | None = None
+    dev_qrels: str | None = None
+    eval_steps: int = 100
+    save_steps: int = 100
+    checkpoints: str | None = None  # default OUT.checkpoints, beside the model folder
+    save_total_limit: int = 2
+    resume: bool = False
+    seed: int = 0
+    precision: str = "fp32"
+    device: str | None = None  # None: cuda when available
+    logging_steps: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.batches not in BATCH_MODES:
+            raise UserError(f"--batches {self.batches!r}: choose one of {', '.join(BATCH_MODES)}")
+        if self.batch_size < 2:
+            raise UserError(f"--batch-size {self.batch_size}: in-batch negatives need at least 2")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise UserError(f"--mini-batch-size {self.mini_batch_size}: must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps {self.max_steps}: must be at least 1")
+        if self.temperature <= 0:
+            raise UserError(f"--temperature {self.temperature}: must be positive")
+        if self.negatives is not None and self.negatives < 0:
+            raise UserError(f"--negatives {self.negatives}: must be 0 or more")
+        if self.language_alpha < 0:
+            raise UserError(f"--language-alpha {self.language_alpha}: must be 0 or more")
+        dev = (self.dev_corpus, self.dev_queries, self.dev_qrels)
+        if any(dev) and not all(dev):
+            raise UserError("dev evaluation needs all of --dev-corpus, --dev-queries and --dev-qrels")
+
+
+@dataclass
+class DistillConfig:
+    parallel: str  # source<TAB>translation[<TAB>...] or jsonl {"source", "translation"}
+    out: str
+    teacher: str | None = None
+    student: str | None = None  # default: a copy of the teacher
+    max_steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int | None = None
+    checkpoints: str | None = None
+    save_steps: int = 100
+    save_total_limit: int = 2
+    resume: bool = False
+    seed: int = 0
+    precision: str = "fp32"
+    device: str | None = None
+    logging_steps: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps {self.max_steps}: must be at least 1")
+
+
+@dataclass
+class MineConfig:
+    train_data: str
+    index: str
+    out: str
+    corpus: str | None = None
+    model: str | None = None
+    negatives: int = 8  # per query, hardest first
+    min_rank: int = 1  # rank window: candidates ranked min_rank..max_rank (1-based)
+    max_rank: int = 100
+    margin: float = 0.0  # keep a candidate only if its score <= the positive's score - margin
+    duplicate_threshold: float = 0.9  # character 3-gram Jaccard with a positive at or above this: a duplicate
+    langs: list[str] | None = None
+    batch_size: int = 32
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.negatives < 1:
+            raise UserError(f"--negatives {self.negatives}: must be at least 1")
+        if not 1 <= self.min_rank <= self.max_rank:
+            raise UserError(f"--min-rank {self.min_rank} / --max-rank {self.max_rank}: need 1 <= min <= max")
+        if not 0 < self.duplicate_threshold <= 1:
+            raise UserError(f"--duplicate-threshold {self.duplicate_threshold}: must be in (0, 1]")

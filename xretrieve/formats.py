@@ -319,3 +319,34 @@ def read_answers(path: str | Path) -> list[Answers]:
     if not items:
         raise UserError(f"{path}: no answers")
     return items
+
+
+def read_parallel(path: str | Path) -> list[tuple[str, str]]:
+    """(source, translation) pairs for distillation: jsonl {"source", "translation"} or TSV
+    `source<TAB>translation[<TAB>another translation ...]` (sentence-transformers' parallel-sentences files)."""
+    path = Path(path)
+    pairs = []
+    is_tsv = path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab", ".txt"))
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        if is_tsv:
+            fields = [f.strip() for f in line.split("\t")]
+            if len(fields) < 2 or not all(fields):
+                raise UserError(f"{where}: expected 'source<TAB>translation', with no empty field")
+            pairs.extend((fields[0], translation) for translation in fields[1:])
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        pairs.append(
+            (
+                _check_text(record.get("source"), where, "source"),
+                _check_text(record.get("translation"), where, "translation"),
+            )
+        )
+    if not pairs:
+        raise UserError(f"{path}: no sentence pairs")
+    return pairs
