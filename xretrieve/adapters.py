@@ -194,7 +194,8 @@ def _training_example(
         query=_check_text(record.get(query_field), where, query_field),
         positives=passages["positive"],
         negatives=passages["negative"],
-        lang=_optional_str(record.get("lang"), where, "lang"),
+        # the query's language: "lang", or "query_lang" as bible-xling's train.jsonl names it
+        lang=_optional_str(record.get(_field(record, "lang", "query_lang")), where, "lang"),
     )
 
 
