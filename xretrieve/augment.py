@@ -104,7 +104,7 @@ def _augment_shard(source, index, generated, encoder, config, weights, plan, out
     sums = np.lib.format.open_memmap(sums_path, mode="w+", dtype=np.float32, shape=(len(ids), encoder.dim))
     totals = np.zeros(len(ids), np.float64)
     used: dict[str, int] = {}
-    seen = 0
+    seen = matched = 0
     texts: list[str] = []
     rows: list[int] = []
     scale: list[float] = []
@@ -123,7 +123,10 @@ def _augment_shard(source, index, generated, encoder, config, weights, plan, out
         seen += 1
         row = row_of.get(query.docid)
         weight = weights.get(query.lang, 1.0)
-        if row is None or weight == 0:
+        if row is None:
+            continue
+        matched += 1
+        if weight == 0:
             continue
         texts.append(query.text)
         rows.append(row)
@@ -149,6 +152,7 @@ def _augment_shard(source, index, generated, encoder, config, weights, plan, out
         "rows": len(ids),
         "files": files,
         "queries_seen": seen,
+        "queries_matched": matched,
         "queries_used": dict(sorted(used.items())),
         "passages_augmented": int((totals > 0).sum()),
     }
@@ -161,7 +165,7 @@ def _finish(source, out: Path, generated: Path, config: AugmentConfig, weights, 
         for lang, count in record["queries_used"].items():
             used[lang] = used.get(lang, 0) + count
     augmented = sum(r["passages_augmented"] for r in records)
-    if augmented == 0 and not all(w == 0 for w in weights.values()):
+    if not any(r["queries_matched"] for r in records):
         raise UserError(f"{generated}: no generated query names a passage of {config.embeddings} (wrong file?)")
     body = {key: value for key, value in source.manifest.items() if key not in ("format", "format_version")}
     body["normalized"] = bool(source.manifest.get("normalized")) and (config.renormalize or augmented == 0)
