@@ -207,7 +207,7 @@ def _generate_queries(args: argparse.Namespace) -> None:
             out=args.out,
             langs=parse_langs(args.langs) or [],
             backend=args.backend,
-            generator=args.generator,
+            generator=args.generator or args.model,  # --model also names the seq2seq generator
             num_queries=args.num_queries,
             top_k=args.top_k,
             max_new_tokens=args.max_new_tokens,
