@@ -15,7 +15,7 @@ Each augmented folder is indexed with `build_index` and searched with `Searcher`
 --embeddings` and `search` would. Query encodings are cached across the alpha sweep (same texts, same model),
 so each generated query is encoded once. Everything lands in --work and is reused by a rerun.
 
-    .venv/bin/python benchmarks/xqg_bible.py [--work runs/xqg-bible] [--train-steps 300] [--skip-t5]
+    .venv/bin/python benchmarks/xqg_bible.py [--work runs/xqg-bible] [--train-steps 200] [--skip-t5]
 """
 
 from __future__ import annotations
@@ -111,12 +111,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(HERE / "data" / "bible-xling"))
     parser.add_argument("--work", default="runs/xqg-bible")
     parser.add_argument("--out", default=str(HERE / "results" / "xqg_bible"))
-    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--train-steps", type=int, default=200)
     parser.add_argument("--t5-dim", type=int, default=128)
     parser.add_argument("--t5-layers", type=int, default=2)
     parser.add_argument("--t5-langs", default="en", help="target languages for the trained generator")
-    parser.add_argument("--t5-queries", type=int, default=2, help="sampled queries per passage and language")
-    parser.add_argument("--t5-doc-langs", default="es,ru,ja", help="passages the trained generator writes for")
+    parser.add_argument("--t5-queries", type=int, default=1, help="sampled queries per passage and language")
+    parser.add_argument("--t5-doc-langs", default="es,ja", help="passages the trained generator writes for")
     parser.add_argument("--skip-t5", action="store_true")
     args = parser.parse_args()
     data, work = Path(args.data), Path(args.work)
@@ -192,7 +192,8 @@ def main() -> None:
         )
         settings = json.loads((trained / "xretrieve-generator.json").read_text())
         notes.append(
-            f"t5-scratch: d_model {args.t5_dim}, {args.t5_layers}+{args.t5_layers} layers, 8k Unigram vocabulary, "
+            f"t5-scratch: d_model {args.t5_dim}, {args.t5_layers}+{args.t5_layers} layers, Unigram vocabulary of "
+            f"{json.loads((t5 / 'config.json').read_text())['vocab_size']} pieces learnt from the training split, "
             f"{settings['steps']} steps of batch 32 on {settings['pairs']} pairs, "
             f"final loss {settings['final_loss']:.2f}"
         )

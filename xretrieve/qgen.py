@@ -87,6 +87,8 @@ def _derived_seed(*parts: int) -> int:
 class Seq2SeqGenerator:
     """Sampled queries from a seq2seq model; the prompt template comes from the model folder when it has one."""
 
+    whole_shard = False  # batches of --batch-size
+
     def __init__(
         self,
         name_or_path: str,
@@ -222,6 +224,8 @@ class ApertiumEngine:
 class TranslationGenerator:
     """One pseudo-query per passage and target language: its lead text, translated. Deterministic (no seed)."""
 
+    whole_shard = True  # one Apertium run per mode and shard: its start-up (loading dictionaries) dominates
+
     def __init__(self, engine: ApertiumEngine | None = None, max_words: int = 32):
         self.engine = engine or ApertiumEngine()
         self.max_words = max_words
@@ -328,9 +332,10 @@ def _provenance(out: Path) -> dict:
 def _generate_shard(parts: Path, index: int, docs: list[Document], generator, config: GenerateConfig, plan: dict):
     per_doc: list[list[GeneratedQuery]] = [[] for _ in docs]
     per_lang = dict.fromkeys(config.langs, 0)
+    step = max(1, len(docs)) if getattr(generator, "whole_shard", False) else config.batch_size
     for lang_index, lang in enumerate(config.langs):
-        for start in range(0, len(docs), config.batch_size):
-            batch = docs[start : start + config.batch_size]
+        for start in range(0, len(docs), step):
+            batch = docs[start : start + step]
             seed = _derived_seed(config.seed, index, lang_index, start)
             for offset, (label, texts) in enumerate(generator.generate(batch, lang, config.num_queries, seed)):
                 per_doc[start + offset] += [
