@@ -243,6 +243,7 @@ def write_report(out, results, summary, counts, examples, augmented_langs, langs
             "augmented_langs": {g: sorted(v) for g, v in augmented_langs.items()},
             "seconds": seconds,
             "notes": notes,
+            "command": sys.argv,
         },
     )
     m = "RR@10"
@@ -301,7 +302,7 @@ def write_report(out, results, summary, counts, examples, augmented_langs, langs
         lines += ["", "## Examples (passages en-JHN.3.16 and es-JHN.3.16)", ""]
         for gen, rows in examples.items():
             lines += [f"- {gen} [{r['docid']} → {r['lang']}]: {r['text']}" for r in rows[:6]]
-    lines += ["", f"Seconds: {json.dumps(seconds)}"]
+    lines += ["", f"Command: `{' '.join(['python', *sys.argv])}`", "", f"Seconds: {json.dumps(seconds)}"]
     atomic_write_text(f"{out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
