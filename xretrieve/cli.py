@@ -298,6 +298,88 @@ def _mine_negatives(args: argparse.Namespace) -> None:
     )
 
 
+def _generate_queries(args: argparse.Namespace) -> None:
+    from xretrieve.config import GenerateConfig
+    from xretrieve.qgen import generate_queries
+
+    out = generate_queries(
+        GenerateConfig(
+            corpus=args.corpus,
+            out=args.out,
+            langs=parse_langs(args.langs) or [],
+            backend=args.backend,
+            generator=args.generator or args.model,  # --model also names the seq2seq generator
+            num_queries=args.num_queries,
+            top_k=args.top_k,
+            max_new_tokens=args.max_new_tokens,
+            max_input_tokens=args.max_input_tokens,
+            max_words=args.max_words,
+            seed=args.seed,
+            shard=parse_shard(args.shard) if args.shard else None,
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"generated queries: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
+
+
+def _train_generator(args: argparse.Namespace) -> None:
+    from xretrieve.config import TrainGeneratorConfig
+    from xretrieve.qgen import train_generator
+
+    if not args.model:
+        raise UserError("train-generator: --model (the seq2seq model to fine-tune) is required")
+    out = train_generator(
+        TrainGeneratorConfig(
+            model=args.model,
+            out=args.out,
+            train=args.train,
+            layout=args.layout,
+            queries=args.queries,
+            qrels=args.qrels,
+            corpus=args.corpus,
+            default_lang=args.default_lang,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            warmup_steps=args.warmup_steps,
+            max_input_tokens=args.max_input_tokens,
+            max_target_tokens=args.max_target_tokens,
+            save_steps=args.save_steps,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"generator: {out}")
+
+
+def _augment(args: argparse.Namespace) -> None:
+    from xretrieve.augment import augment_embeddings
+    from xretrieve.config import AugmentConfig, parse_lang_weights
+
+    out = augment_embeddings(
+        AugmentConfig(
+            embeddings=args.embeddings,
+            generated=args.generated,
+            out=args.out,
+            alpha=args.alpha,
+            mode=args.mode,
+            lang_weights=parse_lang_weights(args.lang_weights),
+            renormalize=args.renormalize,
+            model=args.model,
+            shard=parse_shard(args.shard) if args.shard else None,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    )
+    print(f"embeddings: {out}")
+
+
 COMMON_FLAGS = ("model", "batch_size", "quiet")
 
 
@@ -428,6 +510,51 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--query-prompt", default="", help="text put before every query, e.g. 'query: '")
     p.add_argument("--passage-prompt", default="", help="text put before every passage")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
+
+    p = verb("generate-queries", _generate_queries, "Generate queries in other languages for each passage (xQG).")
+    p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?)")
+    p.add_argument("--out", required=True, help="generated queries .jsonl (docid, lang, text, generator, seed)")
+    p.add_argument("--langs", required=True, help="target languages, e.g. es,fr,ja")
+    p.add_argument("--backend", default="seq2seq", choices=["seq2seq", "apertium"], help="generator backend")
+    p.add_argument("--generator", help="seq2seq backend: model name or folder (e.g. from train-generator)")
+    p.add_argument("--num-queries", type=int, default=5, help="sampled queries per passage and language")
+    p.add_argument("--top-k", type=int, default=10, help="top-k sampling")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-input-tokens", type=int, default=512)
+    p.add_argument("--max-words", type=int, default=32, help="apertium: words of title + lead sentence translated")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes)")
+    p.add_argument("--shard-size", type=int, default=1000, help="passages per resumable shard")
+    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+
+    p = verb("train-generator", _train_generator, "Fine-tune a seq2seq model to write queries for passages (xQG).")
+    p.add_argument("--out", required=True, help="generator folder (checkpoints in OUT/checkpoints; resumes)")
+    p.add_argument("--train", help="training pairs: Tevatron / xretrieve train.jsonl, or SWIM-IR with --layout")
+    p.add_argument("--layout", default="tevatron", choices=["tevatron", "swim-ir"])
+    p.add_argument("--queries", help="or: queries file (with --qrels and --corpus, e.g. MIRACL after convert)")
+    p.add_argument("--qrels")
+    p.add_argument("--corpus")
+    p.add_argument("--default-lang", help="language of queries that carry none")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--learning-rate", type=float, default=3e-4)
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--max-input-tokens", type=int, default=256)
+    p.add_argument("--max-target-tokens", type=int, default=64)
+    p.add_argument("--save-steps", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+
+    p = verb("augment", _augment, "Fold generated queries into passage embeddings (xQG): a new embeddings folder.")
+    p.add_argument("--embeddings", required=True, help="embeddings folder written by `xretrieve encode`")
+    p.add_argument("--generated", required=True, help="generated queries .jsonl")
+    p.add_argument("--out", required=True, help="new embeddings folder (index it with `xretrieve index --embeddings`)")
+    p.add_argument("--alpha", type=float, default=0.01, help="weight of the queries: (1-a)*passage + a*queries")
+    p.add_argument("--mode", default="sum", choices=["sum", "mean"], help="sum of query vectors (paper) or mean")
+    p.add_argument("--lang-weights", help="weight per query language, e.g. es=1,fr=0.5 (others 1; 0 drops one)")
+    p.add_argument("--renormalize", action="store_true", help="scale augmented vectors to unit length")
+    p.add_argument("--shard", help="only embeddings shard i of n, e.g. 0/4 (n must be the folder's shard count)")
+    p.add_argument("--device", help="torch device for the query encoder")
 
     p = verb(
         "serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.", ("model",)

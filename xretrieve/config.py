@@ -215,3 +215,118 @@ class MineConfig:
             raise UserError(f"--min-rank {self.min_rank} / --max-rank {self.max_rank}: need 1 <= min <= max")
         if not 0 < self.duplicate_threshold <= 1:
             raise UserError(f"--duplicate-threshold {self.duplicate_threshold}: must be in (0, 1]")
+
+
+GENERATOR_BACKENDS = ("seq2seq", "apertium")
+AUGMENT_MODES = ("sum", "mean")
+
+
+def parse_lang_weights(text: str | None) -> dict[str, float]:
+    """'es=1,fr=0.5' -> {'es': 1.0, 'fr': 0.5}; languages not named weigh 1."""
+    weights = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        lang, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or not lang.strip() or weight < 0:
+            raise UserError(f"--lang-weights {text!r}: expected LANG=WEIGHT pairs with weights >= 0, e.g. es=1,fr=0.5")
+        weights[lang.strip()] = weight
+    return weights
+
+
+@dataclass
+class GenerateConfig:
+    corpus: str
+    out: str
+    langs: list[str]
+    backend: str = "seq2seq"
+    generator: str | None = None  # seq2seq model name or folder
+    num_queries: int = 5  # per passage and language (sampling backends)
+    top_k: int = 10
+    max_new_tokens: int = 64
+    max_input_tokens: int = 512
+    max_words: int = 32  # translation backend: words of title + leading sentence translated
+    seed: int = 0
+    shard: tuple[int, int] | None = None  # only the shards j with j % n == i
+    shard_size: int = 1000  # passages per resumable unit
+    batch_size: int = 16
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in GENERATOR_BACKENDS:
+            raise UserError(f"--backend {self.backend!r}: choose one of {', '.join(GENERATOR_BACKENDS)}")
+        if self.backend == "seq2seq" and not self.generator:
+            raise UserError("--backend seq2seq needs --generator (a seq2seq model name or folder)")
+        if not self.langs:
+            raise UserError("--langs: give at least one target language, e.g. es,fr")
+        for name in ("num_queries", "top_k", "max_new_tokens", "max_input_tokens", "max_words"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise UserError("--shard-size and --batch-size must be at least 1")
+
+
+@dataclass
+class TrainGeneratorConfig:
+    model: str  # the seq2seq model to fine-tune (name or folder)
+    out: str
+    train: str | None = None  # Tevatron/xretrieve train.jsonl, or SWIM-IR jsonl with layout swim-ir ...
+    layout: str = "tevatron"
+    queries: str | None = None  # ... or queries + qrels + corpus (MIRACL, XOR-TyDi after `convert`)
+    qrels: str | None = None
+    corpus: str | None = None
+    default_lang: str | None = None  # for pairs whose query carries no language
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_input_tokens: int = 256
+    max_target_tokens: int = 64
+    save_steps: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.train is None) == (self.queries is None):
+            raise UserError("train-generator: give --train, or --queries with --qrels and --corpus")
+        if self.queries is not None and (self.qrels is None or self.corpus is None):
+            raise UserError("train-generator: --queries needs --qrels and --corpus")
+        if self.layout not in ("tevatron", "swim-ir"):
+            raise UserError(f"--layout {self.layout!r}: choose tevatron (also xretrieve's train.jsonl) or swim-ir")
+        if self.epochs < 1 or self.batch_size < 1 or self.save_steps < 1 or self.keep_checkpoints < 1:
+            raise UserError("--epochs, --batch-size, --save-steps and --keep-checkpoints must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps {self.max_steps}: must be at least 1")
+
+
+@dataclass
+class AugmentConfig:
+    embeddings: str
+    generated: str
+    out: str
+    alpha: float = 0.01
+    mode: str = "sum"
+    lang_weights: dict[str, float] | None = None  # weight of each query language; others weigh 1
+    renormalize: bool = False
+    model: str | None = None  # query encoder; default: the model the embeddings name
+    shard: tuple[int, int] | None = None  # only this embeddings shard (i, n must match the folder's shards)
+    batch_size: int = 64
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUGMENT_MODES:
+            raise UserError(f"--mode {self.mode!r}: choose one of {', '.join(AUGMENT_MODES)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"--alpha {self.alpha}: must be in [0, 1]")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size {self.batch_size}: must be at least 1")

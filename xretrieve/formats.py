@@ -350,3 +350,38 @@ def read_parallel(path: str | Path) -> list[tuple[str, str]]:
     if not pairs:
         raise UserError(f"{path}: no sentence pairs")
     return pairs
+
+
+@dataclass(frozen=True)
+class GeneratedQuery:
+    """A query generated for a passage (xQG): which passage, in which language, and what made it."""
+
+    docid: str
+    lang: str
+    text: str
+    generator: str = ""
+    seed: int | None = None
+
+
+def iter_generated(path: str | Path) -> Iterator[GeneratedQuery]:
+    """Generated queries, jsonl `{"docid", "lang", "text", "generator"?, "seed"?}`, streamed in file order."""
+    for where, record in _records(Path(path)):
+        seed = record.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise UserError(f"{where}: field 'seed' must be an integer")
+        yield GeneratedQuery(
+            docid=_check_id(record.get("docid"), where, "docid"),
+            lang=_check_text(record.get("lang"), where, "lang").strip(),
+            text=_check_text(record.get("text"), where, "text"),
+            generator=_optional_str(record.get("generator"), where, "generator"),
+            seed=seed,
+        )
+
+
+def generated_json(query: GeneratedQuery) -> dict:
+    record = {"docid": query.docid, "lang": query.lang, "text": query.text, "generator": query.generator}
+    return record | {"seed": query.seed} if query.seed is not None else record
+
+
+def write_generated(path: str | Path, queries: Iterable[GeneratedQuery]) -> None:
+    write_jsonl(path, (generated_json(q) for q in queries))
