@@ -106,9 +106,10 @@ def encode_shards(
         DataContext.get_current().enable_progress_bars = config.progress
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        actors = max(1, min(len(texts), gpus or int(resources.get("CPU", 1))))
-        if config.progress and len(texts) < actors * 2:
-            print(f"xretrieve: {len(texts)} shards for {actors} encoders: more --shards spread the work better")
+        workers = max(1, gpus or int(resources.get("CPU", 1)))
+        actors = min(len(texts), workers)
+        if len(texts) < workers:
+            print(f"xretrieve: {len(texts)} shards to encode on {workers} workers: more --shards would use them all")
         rows = ray.data.from_items(
             [{"shard": index, "texts": shard_texts} for index, shard_texts in texts.items()],
             override_num_blocks=len(texts),
