@@ -7,6 +7,7 @@ its own processes are stopped. Needs the `dist` extra; skipped without Ray, unle
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,6 +122,7 @@ def cluster():
             except ProcessLookupError:
                 pass
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
