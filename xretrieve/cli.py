@@ -35,6 +35,7 @@ def _encode(args: argparse.Namespace) -> None:
             max_seq_length=args.max_seq_length,
             device=args.device,
             progress=not args.quiet,
+            ray=args.ray,
         )
     )
     print(f"embeddings: {out}")
@@ -58,6 +59,7 @@ def _index(args: argparse.Namespace) -> None:
             keep_embeddings=args.keep_embeddings,
             seed=args.seed,
             progress=not args.quiet,
+            ray=args.ray,
         )
     )
     print(f"index: {out}")
@@ -196,6 +198,10 @@ def _serve(args: argparse.Namespace) -> None:
             timeout_s=args.timeout,
             batch_wait_ms=args.batch_wait_ms,
             max_encode_batch=args.max_encode_batch,
+            ray=args.ray,
+            shard_replicas=args.shard_replicas,
+            router_replicas=args.router_replicas,
+            replica_cpus=args.replica_cpus,
         )
     )
 
@@ -394,6 +400,16 @@ def _add_common(parser: argparse.ArgumentParser, common: tuple[str, ...]) -> Non
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_ray(parser: argparse.ArgumentParser, work: str) -> None:
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help=f"{work} on Ray (extra 'dist'): join the cluster at ADDRESS, or start a local one without it",
+    )
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="xretrieve", description="Cross-lingual dense retrieval.")
     parser.add_argument("--version", action="version", version=f"xretrieve {__version__}")
@@ -417,6 +433,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="storage type")
     p.add_argument("--max-seq-length", type=int, help="truncate passages to this many tokens")
     p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+    _add_ray(p, "encode shards in parallel with a pool of encoder actors (a GPU each where there are GPUs)")
 
     p = verb("index", _index, "Build a sharded FAISS index from a corpus or stored embeddings.")
     source = p.add_mutually_exclusive_group(required=True)
@@ -430,6 +447,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--keep-embeddings", action="store_true", help="keep OUT/embeddings after indexing a corpus")
     p.add_argument("--seed", type=int, default=0)
+    _add_ray(p, "encode and build shards as parallel tasks")
 
     p = verb("search", _search, "Search an index with a queries file; write a TREC run.")
     p.add_argument("--index", required=True)
@@ -572,6 +590,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company, in ms")
     p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
+    _add_ray(p, "serve with Ray Serve, a deployment per shard behind a router")
+    p.add_argument("--shard-replicas", type=int, default=1, help="--ray: replicas of each shard deployment")
+    p.add_argument("--router-replicas", type=int, default=1, help="--ray: replicas of the router (query encoder)")
+    p.add_argument("--replica-cpus", type=float, default=1.0, help="--ray: CPUs reserved per replica")
 
     def training_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--max-steps", type=int, help="optimizer steps (default: --epochs passes over the data)")

@@ -41,6 +41,7 @@ class EncodeConfig:
     max_seq_length: int | None = None
     device: str | None = None
     progress: bool = True
+    ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
 
     def __post_init__(self) -> None:
         if self.dtype not in STORAGE_DTYPES:
@@ -68,6 +69,7 @@ class IndexConfig:
     keep_embeddings: bool = False
     seed: int = 0
     progress: bool = True
+    ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
 
     def __post_init__(self) -> None:
         if (self.embeddings is None) == (self.corpus is None):

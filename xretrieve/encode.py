@@ -51,8 +51,9 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
 
     out = Path(config.out)
     docs = read_corpus(config.corpus)
-    if encoder is None:
-        encoder = BiEncoder(config.model, device=config.device, max_seq_length=config.max_seq_length)
+    if encoder is None:  # on Ray, the driver's model only gives the identity: workers encode
+        device = None if config.ray else config.device
+        encoder = BiEncoder(config.model, device=device, max_seq_length=config.max_seq_length)
     plan = {
         "corpus_sha256": sha256_file(config.corpus),
         "model": encoder.identity,
@@ -62,19 +63,22 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
     }
     bounds = shard_bounds(len(docs), config.num_shards)
     todo = [config.shard[0]] if config.shard else range(config.num_shards)
-    for index in todo:
-        if load_shard_record(out, index, plan) is not None:
-            continue
-        start, end = bounds[index]
-        shard_docs = docs[start:end]
-        vectors = encode_texts(
-            encoder,
-            [passage_text(d) for d in shard_docs],
-            config.batch_size,
-            config.progress,
-            desc=f"encode {shard_name(index)} ({index + 1}/{config.num_shards})",
+    todo = [index for index in todo if load_shard_record(out, index, plan) is None]
+
+    def texts(index: int) -> list[str]:
+        return [passage_text(d) for d in docs[slice(*bounds[index])]]
+
+    if config.ray and todo:
+        from xretrieve.distributed import encode_shards
+
+        encoded = encode_shards(config, {index: texts(index) for index in todo}, encoder.identity)
+    else:
+        encoded = (
+            (index, encode_texts(encoder, texts(index), config.batch_size, config.progress, desc=_desc(index, config)))
+            for index in todo
         )
-        _write_shard(out, index, shard_docs, vectors.astype(config.dtype), plan)
+    for index, vectors in encoded:  # each shard is written whole, atomically, as it comes
+        _write_shard(out, index, docs[slice(*bounds[index])], vectors.astype(config.dtype), plan)
     _finish_if_complete(out, config, plan, len(docs))
     return out
 
@@ -87,6 +91,10 @@ def _write_shard(out: Path, index: int, docs: list[Document], vectors: np.ndarra
     write_lines(out / f"{name}.langs.txt", (d.lang for d in docs))
     files = checksums(out, [f"{name}{suffix}" for suffix in (".npy", ".ids.txt", ".langs.txt")])
     write_shard_record(out, index, {"plan": plan, "rows": len(docs), "files": files})
+
+
+def _desc(index: int, config: EncodeConfig) -> str:
+    return f"encode {shard_name(index)} ({index + 1}/{config.num_shards})"
 
 
 def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int) -> None:

@@ -151,13 +151,23 @@ def _train(config: IndexConfig, embeddings: Embeddings, device: _Device, dim: in
 
 def build_index(config: IndexConfig, encoder=None) -> Path:
     """Build OUT from stored embeddings, or encode the corpus into OUT/embeddings first."""
+    if config.ray:  # one Ray session for encoding and building
+        from xretrieve.distributed import connected
+
+        with connected(config.ray):
+            return _build_index(config, encoder)
+    return _build_index(config, encoder)
+
+
+def _build_index(config: IndexConfig, encoder) -> Path:
     out = Path(config.out)
-    device = _Device(config.device, config.factory)  # a missing GPU or faiss-gpu fails before any encoding
+    # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
+    device = None if config.ray else _Device(config.device, config.factory)
     if config.corpus:
         if encoder is None:
             from xretrieve.model import BiEncoder
 
-            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" else None)
+            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
         make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
         if _built_from_corpus(config, out, encoder):
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
@@ -172,6 +182,7 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
                 batch_size=config.batch_size,
                 dtype=config.dtype,
                 progress=config.progress,
+                ray=config.ray,
             ),
             encoder=encoder,
         )
@@ -197,14 +208,18 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
         "seed": config.seed,
     }
     trained: bytes | None = None
-    records = []
-    for index in tqdm(range(len(embeddings.shards)), desc="index shards", disable=not config.progress):
-        record = load_shard_record(out, index, plan)
-        if record is None:
-            if trained is None:
-                trained = _train(config, embeddings, device, dim)
-            record = _build_shard(embeddings, index, trained, device, out, plan)
-        records.append(record)
+    records = [load_shard_record(out, index, plan) for index in range(len(embeddings.shards))]
+    todo = [index for index, record in enumerate(records) if record is None]
+    if config.ray and todo:
+        from xretrieve.distributed import build_shards
+
+        trained, built = build_shards(config, embeddings.folder, todo, out, plan, dim)
+        for index, record in built.items():
+            records[index] = record
+    elif todo:
+        trained = _train(config, embeddings, device, dim)
+        for index in tqdm(todo, desc="index shards", disable=not config.progress):
+            records[index] = _build_shard(embeddings, index, trained, device, out, plan)
     docs = _docstore(embeddings, out)
     sample_index = faiss.deserialize_index(trained) if trained is not None else make_index(config.factory, dim)
     langs = Counter(lang for index in range(len(embeddings.shards)) for lang in embeddings.langs(index))

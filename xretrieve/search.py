@@ -42,10 +42,12 @@ def _search_parameters(index, selector):
 
 
 class _Shard:
-    def __init__(self, folder: Path, entry: dict, params: str):
+    def __init__(self, folder: Path, entry: dict, params: str, verify: bool = True):
         import faiss
 
         name = entry["name"]
+        if verify:
+            verify_files(folder, entry["files"])
         self.index = faiss.read_index(str(folder / f"{name}.faiss"))
         if params:
             try:
@@ -57,6 +59,16 @@ class _Shard:
         if not len(self.docids) == len(self.langs) == self.index.ntotal:
             raise UserError(f"{folder}/{name}: index, docids and langs disagree on the number of rows")
         self._filters: dict[frozenset[str], tuple] = {}
+
+    def hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[Hit]]:
+        """This shard's candidates per query for `merge_hits`: its top k and every row tied with the k-th."""
+        if self.index.ntotal == 0 or (langs is not None and self.filter(langs) is None):
+            return [[] for _ in range(len(vectors))]
+        scores, rows = self.top(vectors, k, langs)
+        return [
+            [Hit(self.docids[r], float(s), self.langs[r]) for s, r in zip(score_row, id_row, strict=True) if r >= 0]
+            for score_row, id_row in zip(scores, rows, strict=True)
+        ]
 
     def top(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
         """At least the top k rows per query (-1 where fewer qualify), and every row tied with the k-th:
@@ -100,6 +112,15 @@ class _Shard:
         return self._filters[langs][0]
 
 
+def merge_hits(per_shard: list[list[list[Hit]]], queries: int, k: int) -> list[list[Hit]]:
+    """The top k per query over every shard's candidates, ordered by (-score, docid)."""
+    merged: list[list[Hit]] = [[] for _ in range(queries)]
+    for shard_hits in per_shard:
+        for hits, found in zip(merged, shard_hits, strict=True):
+            hits.extend(found)
+    return [sorted(hits, key=lambda h: (-h.score, h.docid))[:k] for hits in merged]
+
+
 def _keep_rows(scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop rows outside `mask`, keeping the order of the rest and padding with -1 at the end."""
     keep = (rows >= 0) & mask[np.maximum(rows, 0)]
@@ -123,16 +144,14 @@ class Searcher:
         self.folder = Path(index_dir)
         self.manifest = read_manifest(self.folder, INDEX_KIND)
         docs = self.manifest.get("docs")
-        if verify:
-            listed = [entry["files"] for entry in self.manifest["shards"]] + ([docs["files"]] if docs else [])
-            for files in listed:
-                verify_files(self.folder, files)
+        if verify and docs:
+            verify_files(self.folder, docs["files"])
         params = self.manifest.get("search_params", "")
         if search_params:
             params = f"{params},{search_params}" if params else search_params
         self.search_params = params
-        self.shards = [_Shard(self.folder, entry, params) for entry in self.manifest["shards"]]
-        self.docs = DocStore(self.folder, [d for shard in self.shards for d in shard.docids]) if docs else None
+        self.shards = self._open_shards(verify)
+        self.docs = DocStore(self.folder, self._docids()) if docs else None
         if encoder is None:
             from xretrieve.model import BiEncoder
 
@@ -141,6 +160,13 @@ class Searcher:
 
         check_compatible(self.manifest["model"], encoder, str(self.folder))
         self.encoder = encoder
+
+    def _open_shards(self, verify: bool) -> list:
+        return [_Shard(self.folder, entry, self.search_params, verify) for entry in self.manifest["shards"]]
+
+    def _docids(self) -> list[str]:
+        """Every document id in index order (the order of the document store)."""
+        return [docid for shard in self.shards for docid in shard.docids]
 
     def document(self, docid: str) -> dict | None:
         """{"id", "title", "text", "lang"} of a document, None if unknown or the index has no texts."""
@@ -160,18 +186,10 @@ class Searcher:
         """Top-k over all shards: each shard's top-k, merged by (-score, docid)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         wanted = self._check_langs(langs)
-        per_query: list[list[Hit]] = [[] for _ in range(len(vectors))]
-        for shard in self.shards:
-            if shard.index.ntotal == 0 or (wanted is not None and shard.filter(wanted) is None):
-                continue
-            scores, rows = shard.top(vectors, k, wanted)
-            for hits, score_row, id_row in zip(per_query, scores, rows, strict=True):
-                hits.extend(
-                    Hit(shard.docids[r], float(s), shard.langs[r])
-                    for s, r in zip(score_row, id_row, strict=True)
-                    if r >= 0
-                )
-        return [sorted(hits, key=lambda h: (-h.score, h.docid))[:k] for hits in per_query]
+        return merge_hits(self._shard_hits(vectors, k, wanted), len(vectors), k)
+
+    def _shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
+        return [shard.hits(vectors, k, langs) for shard in self.shards]
 
     def _check_langs(self, langs: list[str] | None) -> frozenset[str] | None:
         if not langs:

@@ -41,6 +41,11 @@ class ServerConfig:
     timeout_s: float = 30.0
     batch_wait_ms: float = 0.0
     max_encode_batch: int = 32
+    # Ray Serve (`--ray`): a cluster address or "local"; replicas per shard and of the router; CPUs per replica
+    ray: str | None = None
+    shard_replicas: int = 1
+    router_replicas: int = 1
+    replica_cpus: float = 1.0
 
     def check_binding(self) -> None:
         if self.api_keys or self.allow_no_auth or is_loopback(self.host):
@@ -205,8 +210,13 @@ class BodyLimit:
         await response({"type": "http"}, None, send)
 
 
-def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = None):
-    """The FastAPI app. `load_searcher` (default: a `Searcher` for `config.index`) runs in the background."""
+def create_app(
+    config: ServerConfig,
+    load_searcher: Callable[[], Any] | None = None,
+    reload_searcher: Callable[[str], Any] | None = None,
+):
+    """The FastAPI app. `load_searcher` (default: a `Searcher` for `config.index`) runs in the background;
+    `reload_searcher(folder)` (default: a `Searcher` for that folder) serves /v1/admin/reload."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -218,7 +228,13 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
 
         return Searcher(config.index, model=config.model)
 
+    def default_reloader(folder: str):
+        from xretrieve.search import Searcher
+
+        return Searcher(folder, config.model)
+
     load = load_searcher or default_loader
+    reopen = reload_searcher or default_reloader
 
     class SearchRequest(BaseModel):
         query: str | None = Field(None, description="one query; or give `queries`")
@@ -412,12 +428,10 @@ def create_app(config: ServerConfig, load_searcher: Callable[[], Any] | None = N
         if not config.api_keys:
             raise ApiError(403, "admin endpoints need the server to run with --api-key")
         authorize(request)
-        from xretrieve.search import Searcher
-
         current = engine()
         folder = body.index or config.index
         try:
-            searcher = await asyncio.to_thread(Searcher, folder, config.model)
+            searcher = await asyncio.to_thread(reopen, folder)
         except UserError as exc:
             raise ApiError(422, str(exc)) from None
         current.swap(searcher)
@@ -447,6 +461,10 @@ def serve(config: ServerConfig) -> None:
     import uvicorn
 
     config.check_binding()
+    if config.ray:
+        from xretrieve.distributed import serve_on_ray
+
+        return serve_on_ray(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started = time.perf_counter()
     log.info("serving %s on http://%s:%d (loading in the background)", config.index, config.host, config.port)
