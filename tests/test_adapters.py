@@ -61,6 +61,20 @@ def test_miracl_root_converts_topics_qrels_and_corpus_shards_in_numeric_order(tm
     ]
 
 
+def test_miracl_train_split_writes_training_rows_joined_with_the_corpus(tmp_path):
+    root = miracl_tree(tmp_path / "src")
+    base = root / "miracl" / "miracl-v1.0-sw"
+    write(base / "topics" / "topics.miracl-v1.0-sw-train.tsv", "1\tSwali moja\n2\tSwali bila jibu\n")
+    # query 1: one relevant, two judged non-relevant; query 2: nothing relevant, so no training row
+    write(base / "qrels" / "qrels.miracl-v1.0-sw-train.tsv", "1 Q0 2#0 0\n1 Q0 10#0 1\n1 Q0 0#0 0\n2 Q0 0#0 0\n")
+    written = convert_dataset("miracl", str(root), str(tmp_path / "out"), lang="sw", split="train")
+    assert set(written) == {"queries", "qrels", "corpus", "train"}
+    corpus = {d.id: d for d in read_corpus(written["corpus"])}
+    assert list(iter_training(written["train"], corpus)) == [
+        TrainingExample("1", "Swali moja", [corpus["10#0"]], [corpus["2#0"], corpus["0#0"]], "sw")
+    ]
+
+
 def test_miracl_test_split_has_topics_only_and_takes_the_loader_split_name(tmp_path):
     root = tmp_path / "src"
     write(root / "miracl-v1.0-te" / "topics" / "topics.miracl-v1.0-te-test-a.tsv", "5\tప్రశ్న\n")

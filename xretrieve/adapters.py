@@ -351,7 +351,8 @@ def _convert_miracl(source: Path, out: Path, lang: str | None, split: str) -> di
     written = {}
     topics = _require(source, (f"topics.{base}",), f"MIRACL {lang} {split} topics")
     written["queries"] = out / "queries.jsonl"
-    write_jsonl(written["queries"], (_query_json(q) for q in read_miracl_topics(topics, lang)))
+    queries = read_miracl_topics(topics, lang)
+    write_jsonl(written["queries"], (_query_json(q) for q in queries))
     qrels_path = _find(source, (f"qrels.{base}",))
     if qrels_path is None and not split.startswith("test"):  # test-a/test-b are released without qrels
         raise UserError(f"{source}: no MIRACL {lang} {split} qrels found (looked for qrels.{base})")
@@ -359,6 +360,9 @@ def _convert_miracl(source: Path, out: Path, lang: str | None, split: str) -> di
         qrels = read_qrels(qrels_path)
         written["qrels"] = out / "qrels.txt"
         write_lines(written["qrels"], _qrels_lines((q, d, r) for q, docs in qrels.items() for d, r in docs.items()))
+        if split == "train":
+            written["train"] = out / "train.jsonl"
+            write_jsonl(written["train"], _miracl_training(queries, qrels))
     corpus_dirs = [source] if source.name == f"miracl-corpus-v1.0-{lang}" else []
     corpus_dirs += sorted(p for p in source.rglob(f"miracl-corpus-v1.0-{lang}") if p.is_dir())
     if corpus_dirs:  # the corpus is a separate download (miracl/miracl-corpus); convert it when it is there
@@ -369,6 +373,26 @@ def _convert_miracl(source: Path, out: Path, lang: str | None, split: str) -> di
         docs = (_corpus_json(d) for shard in shards for d in iter_jsonl_corpus(shard, lang))
         write_jsonl(written["corpus"], docs)
     return written
+
+
+def _miracl_training(queries: list[Query], qrels: dict[str, dict[str, int]]) -> Iterator[dict]:
+    """Training rows with docids, joined with the corpus when training reads them: MIRACL's judged
+    passages, relevant ones as positives and the annotators' non-relevant ones as hard negatives (as
+    Tevatron's MIRACL release does). Queries with no relevant passage are left out."""
+    for query in queries:
+        judged = qrels.get(query.id, {})
+        positives = [docid for docid, relevance in judged.items() if relevance > 0]
+        if positives:
+            negatives = [docid for docid, relevance in judged.items() if relevance <= 0]
+            yield _training_json(
+                TrainingExample(
+                    query.id,
+                    query.text,
+                    [Document(d, "") for d in positives],
+                    [Document(d, "") for d in negatives],
+                    query.lang,
+                )
+            )
 
 
 XOR_QUESTIONS = {
