@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from xretrieve import __version__
 from xretrieve.config import (
@@ -19,69 +21,40 @@ from xretrieve.config import (
 )
 from xretrieve.errors import UserError
 
+T = TypeVar("T")
+
+
+def _config(cls: type[T], args: argparse.Namespace, **given) -> T:
+    """A `cls` from the parsed flags: each field from the flag of its name, unless `given` names it;
+    `progress` is the opposite of --quiet. Flags whose names differ from the field are passed in `given`."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    if hasattr(args, "quiet") and any(f.name == "progress" for f in dataclasses.fields(cls)):
+        values["progress"] = not args.quiet
+    return cls(**(values | given))
+
+
+def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
+    return parse_shard(args.shard) if args.shard else None
+
 
 def _encode(args: argparse.Namespace) -> None:
     from xretrieve.encode import encode_corpus
 
-    out = encode_corpus(
-        EncodeConfig(
-            corpus=args.corpus,
-            out=args.out,
-            model=args.model,
-            shard=parse_shard(args.shard) if args.shard else None,
-            num_shards=args.shards,
-            batch_size=args.batch_size,
-            dtype=args.dtype,
-            max_seq_length=args.max_seq_length,
-            device=args.device,
-            progress=not args.quiet,
-            ray=args.ray,
-        )
-    )
+    out = encode_corpus(_config(EncodeConfig, args, shard=_shard(args), num_shards=args.shards))
     print(f"embeddings: {out}")
 
 
 def _index(args: argparse.Namespace) -> None:
     from xretrieve.index import build_index
 
-    out = build_index(
-        IndexConfig(
-            out=args.out,
-            corpus=args.corpus,
-            embeddings=args.embeddings,
-            model=args.model,
-            factory=args.factory,
-            num_shards=args.shards,
-            train_size=args.train_size,
-            device=args.device,
-            batch_size=args.batch_size,
-            dtype=args.dtype,
-            keep_embeddings=args.keep_embeddings,
-            seed=args.seed,
-            progress=not args.quiet,
-            ray=args.ray,
-        )
-    )
+    out = build_index(_config(IndexConfig, args, num_shards=args.shards))
     print(f"index: {out}")
 
 
 def _search(args: argparse.Namespace) -> None:
     from xretrieve.search import run_search
 
-    out = run_search(
-        SearchConfig(
-            index=args.index,
-            queries=args.queries,
-            out=args.out,
-            k=args.k,
-            langs=parse_langs(args.lang),
-            model=args.model,
-            batch_size=args.batch_size,
-            search_params=args.search_params,
-            tag=args.tag,
-            device=args.device,
-        )
-    )
+    out = run_search(_config(SearchConfig, args, langs=parse_langs(args.lang)))
     print(f"run: {out}")
 
 
@@ -183,25 +156,12 @@ def _serve(args: argparse.Namespace) -> None:
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("XRETRIEVE_API_KEYS", "").split(",") if k.strip()]
     serve(
-        ServerConfig(
-            index=args.index,
-            model=args.model,
-            host=args.host,
-            port=args.port,
+        _config(
+            ServerConfig,
+            args,
             api_keys=tuple(keys),
-            allow_no_auth=args.allow_no_auth,
             cors_origins=tuple(args.cors_origin or []),
-            max_query_chars=args.max_query_chars,
-            max_k=args.max_k,
-            max_batch=args.max_batch,
-            max_body_bytes=args.max_body_bytes,
             timeout_s=args.timeout,
-            batch_wait_ms=args.batch_wait_ms,
-            max_encode_batch=args.max_encode_batch,
-            ray=args.ray,
-            shard_replicas=args.shard_replicas,
-            router_replicas=args.router_replicas,
-            replica_cpus=args.replica_cpus,
         )
     )
 
@@ -215,89 +175,19 @@ def _demo(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from xretrieve.train import train
 
-    out = train(
-        TrainConfig(
-            train_data=args.train_data,
-            out=args.out,
-            model=args.model,
-            corpus=args.corpus,
-            max_steps=args.max_steps,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            mini_batch_size=args.mini_batch_size,
-            learning_rate=args.learning_rate,
-            warmup_ratio=args.warmup_ratio,
-            temperature=args.temperature,
-            negatives=args.negatives,
-            batches=args.batches,
-            language_alpha=args.language_alpha,
-            max_seq_length=args.max_seq_length,
-            query_prompt=args.query_prompt,
-            passage_prompt=args.passage_prompt,
-            dev_corpus=args.dev_corpus,
-            dev_queries=args.dev_queries,
-            dev_qrels=args.dev_qrels,
-            eval_steps=args.eval_steps,
-            save_steps=args.save_steps,
-            checkpoints=args.checkpoints,
-            resume=args.resume,
-            seed=args.seed,
-            precision=args.precision,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    )
-    print(f"model: {out}")
+    print(f"model: {train(_config(TrainConfig, args))}")
 
 
 def _distill(args: argparse.Namespace) -> None:
     from xretrieve.train import distill
 
-    out = distill(
-        DistillConfig(
-            parallel=args.parallel,
-            out=args.out,
-            teacher=args.teacher or args.model,
-            student=args.student,
-            max_steps=args.max_steps,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            warmup_ratio=args.warmup_ratio,
-            max_seq_length=args.max_seq_length,
-            save_steps=args.save_steps,
-            checkpoints=args.checkpoints,
-            resume=args.resume,
-            seed=args.seed,
-            precision=args.precision,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    )
-    print(f"model: {out}")
+    print(f"model: {distill(_config(DistillConfig, args, teacher=args.teacher or args.model))}")
 
 
 def _mine_negatives(args: argparse.Namespace) -> None:
     from xretrieve.train import mine_negatives
 
-    counts = mine_negatives(
-        MineConfig(
-            train_data=args.train_data,
-            index=args.index,
-            out=args.out,
-            corpus=args.corpus,
-            model=args.model,
-            negatives=args.negatives,
-            min_rank=args.min_rank,
-            max_rank=args.max_rank,
-            margin=args.margin,
-            duplicate_threshold=args.duplicate_threshold,
-            langs=parse_langs(args.lang),
-            batch_size=args.batch_size,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    )
+    counts = mine_negatives(_config(MineConfig, args, langs=parse_langs(args.lang)))
     print(
         f"training data: {args.out} ({counts['negatives']} negatives for {counts['examples']} queries; "
         f"{counts['short']} queries got fewer than {args.negatives})"
@@ -308,26 +198,14 @@ def _generate_queries(args: argparse.Namespace) -> None:
     from xretrieve.config import GenerateConfig
     from xretrieve.qgen import generate_queries
 
-    out = generate_queries(
-        GenerateConfig(
-            corpus=args.corpus,
-            out=args.out,
-            langs=parse_langs(args.langs) or [],
-            backend=args.backend,
-            generator=args.generator or args.model,  # --model also names the seq2seq generator
-            num_queries=args.num_queries,
-            top_k=args.top_k,
-            max_new_tokens=args.max_new_tokens,
-            max_input_tokens=args.max_input_tokens,
-            max_words=args.max_words,
-            seed=args.seed,
-            shard=parse_shard(args.shard) if args.shard else None,
-            shard_size=args.shard_size,
-            batch_size=args.batch_size,
-            device=args.device,
-            progress=not args.quiet,
-        )
+    config = _config(
+        GenerateConfig,
+        args,
+        langs=parse_langs(args.langs) or [],
+        generator=args.generator or args.model,  # --model also names the seq2seq generator
+        shard=_shard(args),
     )
+    out = generate_queries(config)
     print(f"generated queries: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
 
 
@@ -337,53 +215,15 @@ def _train_generator(args: argparse.Namespace) -> None:
 
     if not args.model:
         raise UserError("train-generator: --model (the seq2seq model to fine-tune) is required")
-    out = train_generator(
-        TrainGeneratorConfig(
-            model=args.model,
-            out=args.out,
-            train=args.train,
-            layout=args.layout,
-            queries=args.queries,
-            qrels=args.qrels,
-            corpus=args.corpus,
-            default_lang=args.default_lang,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            warmup_steps=args.warmup_steps,
-            max_input_tokens=args.max_input_tokens,
-            max_target_tokens=args.max_target_tokens,
-            save_steps=args.save_steps,
-            seed=args.seed,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    )
-    print(f"generator: {out}")
+    print(f"generator: {train_generator(_config(TrainGeneratorConfig, args))}")
 
 
 def _augment(args: argparse.Namespace) -> None:
     from xretrieve.augment import augment_embeddings
     from xretrieve.config import AugmentConfig, parse_lang_weights
 
-    out = augment_embeddings(
-        AugmentConfig(
-            embeddings=args.embeddings,
-            generated=args.generated,
-            out=args.out,
-            alpha=args.alpha,
-            mode=args.mode,
-            lang_weights=parse_lang_weights(args.lang_weights),
-            renormalize=args.renormalize,
-            model=args.model,
-            shard=parse_shard(args.shard) if args.shard else None,
-            batch_size=args.batch_size,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    )
-    print(f"embeddings: {out}")
+    config = _config(AugmentConfig, args, lang_weights=parse_lang_weights(args.lang_weights), shard=_shard(args))
+    print(f"embeddings: {augment_embeddings(config)}")
 
 
 COMMON_FLAGS = ("model", "batch_size", "quiet")
