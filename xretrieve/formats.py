@@ -106,13 +106,17 @@ def _records(path: Path) -> Iterator[tuple[str, dict]]:
                 record["title"] = fields[2]
             yield where, record
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        yield where, record
+        yield where, _json_object(line, where)
+
+
+def _json_object(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def passage_text(doc: Document) -> str:
@@ -335,12 +339,7 @@ def read_parallel(path: str | Path) -> list[tuple[str, str]]:
                 raise UserError(f"{where}: expected 'source<TAB>translation', with no empty field")
             pairs.extend((fields[0], translation) for translation in fields[1:])
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        record = _json_object(line, where)
         pairs.append(
             (
                 _check_text(record.get("source"), where, "source"),
