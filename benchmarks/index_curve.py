@@ -49,7 +49,9 @@ CANDIDATES: dict[str, list[str]] = {
     f"IVF{NLIST},SQfp16": [f"nprobe={n}" for n in (16, 32, 64)],
     f"IVF{NLIST},PQ96x4fs,Refine(SQ8)": [f"nprobe={n},k_factor_rf={f}" for n in (16, 32, 64) for f in (2, 4, 8)],
     f"IVF{NLIST},PQ48x4fs,Refine(SQ8)": [f"nprobe={n},k_factor_rf={f}" for n in (32, 64) for f in (4, 8)],
+    # graphs: level-0 links cost rows * 2M * 4 bytes on top of the codes (HNSW32: 256 MB at 1 M rows)
     "HNSW32,SQ8": [f"efSearch={e}" for e in (16, 32, 64, 128, 256)],
+    "HNSW16,SQfp16": [f"efSearch={e}" for e in (16, 32, 64, 128, 256)],
 }
 
 
