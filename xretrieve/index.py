@@ -33,23 +33,24 @@ METRIC = "inner_product"  # cosine for normalised models
 _ADD_CHUNK = 65536
 
 AUTO = "auto"
-# Chosen by benchmarks/index_curve.py (1 M x 384, one core): see auto_factory.
+# Chosen by benchmarks/index_curve.py (recall@10 against exact search, one-core QPS and memory at 1 M x 384):
+# see auto_factory and benchmarks/results/index_curve.md.
 FLAT_MAX_ROWS = 50_000
 DEFAULT_NPROBE = 48
+DEFAULT_EF_SEARCH = 128
 
 
 def auto_factory(rows: int) -> str:
-    """The default factory for a shard of `rows` vectors.
+    """The default factory for shards of up to `rows` vectors.
 
-    Up to FLAT_MAX_ROWS, exact search (Flat): small, no training, and fast enough at that size. Above,
-    IVF with about 4 * sqrt(rows) lists (a power of two: 4096 at 1 M) over float16 vectors (half of
-    float32's memory: 782 MB at 1 M x 384). At 1 M x 384 with nprobe=DEFAULT_NPROBE it gave recall@10 0.965,
-    where 8-bit codes (SQ8) lost 2 points at the same speed and PQ fast-scan with re-ranking lost most.
+    Up to FLAT_MAX_ROWS, exact search (Flat): no training, and fast enough at that size. Above, IVF with
+    about 4 * sqrt(rows) lists (a power of two: 4096 at 1 M) over float16 codes, searched with
+    nprobe=DEFAULT_NPROBE. At 1 M x 384 that gave recall@10 0.964 at 461 queries/s on one core in 782 MB;
+    the best graph that fits in 1 GB (HNSW32,SQ8) needed efSearch=384 for 0.951, at 318 queries/s.
     """
     if rows <= FLAT_MAX_ROWS:
         return "Flat"
-    nlist = 2 ** round(math.log2(4 * math.sqrt(rows)))
-    return f"IVF{nlist},SQfp16"
+    return f"IVF{2 ** round(math.log2(4 * math.sqrt(rows)))},SQfp16"
 
 
 def make_index(factory: str, dim: int):
@@ -95,7 +96,7 @@ def default_search_params(index) -> str:
         if isinstance(layer, faiss.IndexIVF):
             params.append(f"nprobe={min(layer.nlist, DEFAULT_NPROBE)}")
         elif isinstance(layer, faiss.IndexHNSW):
-            params.append("efSearch=128")
+            params.append(f"efSearch={DEFAULT_EF_SEARCH}")
         elif isinstance(layer, faiss.IndexRefine):
             params.append("k_factor_rf=4")
     return ",".join(params)
