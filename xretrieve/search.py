@@ -78,17 +78,29 @@ class _Shard:
         wanted = self.filter(langs) if langs is not None else None
         total = self.index.ntotal
         fetch = min(k + 1, total)
-        while True:
-            scores, rows = self._search(vectors, fetch, wanted)
-            if fetch >= total:
-                return scores, rows
+        scores, rows = self._search(vectors, fetch, wanted)
+        found_scores, found_rows = list(scores), list(rows)
+        todo = np.arange(len(vectors))
+        while fetch < total:
             found = (rows >= 0).sum(axis=1)
             last = scores[np.arange(len(rows)), np.maximum(found - 1, 0)]
-            tied = (found > k) & (last == scores[:, k - 1])
-            short = wanted is not None and wanted.mask is not None and bool((found <= k).any())  # look further
-            if not short and not tied.any():
-                return scores, rows
+            again = (found > k) & (last == scores[:, k - 1])  # the k-th ties with the last row fetched
+            if wanted is not None and wanted.mask is not None:
+                again |= found <= k  # filtered out after the search: look further
+            todo = todo[again]
+            if not len(todo):
+                break
+            # only the queries that need it search again: one tie must not double a whole batch's time
             fetch = min(2 * fetch, total)
+            scores, rows = self._search(vectors[todo], fetch, wanted)
+            for i, query in enumerate(todo):
+                found_scores[query], found_rows[query] = scores[i], rows[i]
+        width = max(len(r) for r in found_rows)
+        padded = np.full((len(vectors), width), -1, dtype=np.int64)
+        padded_scores = np.full((len(vectors), width), -np.inf, dtype=np.float32)
+        for query, (score_row, id_row) in enumerate(zip(found_scores, found_rows, strict=True)):
+            padded[query, : len(id_row)], padded_scores[query, : len(score_row)] = id_row, score_row
+        return padded_scores, padded
 
     def _search(self, vectors: np.ndarray, fetch: int, wanted: _Filter | None) -> tuple[np.ndarray, np.ndarray]:
         if wanted is None:
