@@ -6,8 +6,8 @@ search layers are compared: FAISS itself plus each tool's Python around it. The 
 same shard file, with the search settings from xretrieve's manifest applied, is written as pyserini's
 `index` + `docid` folder. One FAISS thread on both sides; the two alternate, best of --repeats. Usage:
 
-    .venv/bin/python benchmarks/index_curve.py --work /tmp/index-curve   # first: vectors + ground truth
-    .venv/bin/python benchmarks/pyserini_faiss.py --work /tmp/index-curve
+    .venv/bin/python benchmarks/index_curve.py --work /work/tmp-index-curve   # first: vectors + ground truth
+    .venv/bin/python benchmarks/pyserini_faiss.py --work /work/tmp-index-curve
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="the --work folder of index_curve.py")
     parser.add_argument("--queries", type=int, default=2000, help="the queries with ground truth in --work")
-    parser.add_argument("--train-size", type=int, default=100_000, help="IVF training sample (index default 200k)")
+    parser.add_argument("--train-size", type=int, default=IndexConfig.train_size, help="IVF training sample")
     parser.add_argument("--single", type=int, default=1000, help="queries timed one per call")
     parser.add_argument("--flat-queries", type=int, default=200, help="exact search on 1 M rows runs at ~20 QPS")
     parser.add_argument("--repeats", type=int, default=2)
