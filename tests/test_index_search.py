@@ -202,6 +202,24 @@ def test_top_k_under_ties_is_a_prefix_of_a_larger_k(tmp_path, encoder):
     assert by_k[1] == ["a"] and by_k[2] == ["a", "b"] and by_k[3] == ["a", "b", "c"]
 
 
+def test_a_tie_in_a_batch_searches_again_for_that_query_only(tmp_path, encoder):
+    corpus = tmp_path / "c.jsonl"
+    rows = [{"id": f"copy{i}", "text": "same words"} for i in range(6)]
+    rows += [{"id": f"d{i}", "text": f"other words {i}"} for i in range(200)]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = build_index(IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), progress=False), encoder=encoder)
+    searcher = Searcher(out, encoder=encoder)
+    texts = ["same words", "other words 3", "other words 7"]
+    alone = [searcher.search([t], k=2)[0] for t in texts]
+    shard = searcher.shards[0]
+    searched = []
+    search = shard._search
+    shard._search = lambda vectors, fetch, wanted: searched.append(len(vectors)) or search(vectors, fetch, wanted)
+    assert searcher.search(texts, k=2) == alone
+    assert searched == [3, 1, 1]  # the batch, then the tied query alone: fetch 6 still ends on a copy, then 12
+    assert [h.docid for h in alone[0]] == ["copy0", "copy1"]
+
+
 def test_more_shards_than_documents(tmp_path, encoder):
     corpus = write_corpus(tmp_path / "c.jsonl", 2)
     out = build_index(

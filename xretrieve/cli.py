@@ -280,9 +280,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     source.add_argument("--corpus", help="encode this corpus, then index it")
     source.add_argument("--embeddings", help="index the embeddings folder written by `xretrieve encode`")
     p.add_argument("--out", required=True, help="index folder, e.g. indexes/NAME")
-    p.add_argument("--factory", default="Flat", help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,PQ48,RFlat")
+    p.add_argument(
+        "--factory",
+        default="auto",
+        help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,PQ48,RFlat; default auto: Flat up to 50,000 rows "
+        "per shard, else IVF{about 4*sqrt(rows)},SQfp16 searched with nprobe=48 (IVF4096,SQfp16 at 1 M rows)",
+    )
     p.add_argument("--shards", type=int, default=1, help="shards when encoding a corpus (default 1)")
-    p.add_argument("--train-size", type=int, default=100_000, help="vectors sampled to train IVF/PQ")
+    p.add_argument("--train-size", type=int, default=200_000, help="vectors sampled to train IVF/PQ")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="build on GPU with faiss-gpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--keep-embeddings", action="store_true", help="keep OUT/embeddings after indexing a corpus")

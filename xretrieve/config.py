@@ -60,9 +60,9 @@ class IndexConfig:
     embeddings: str | None = None  # build from stored embeddings, or ...
     corpus: str | None = None  # ... encode this corpus first (into OUT/embeddings)
     model: str | None = None
-    factory: str = "Flat"
+    factory: str = "auto"  # Flat for small shards, tuned IVF above (index.auto_factory)
     num_shards: int = 1
-    train_size: int = 100_000
+    train_size: int = 200_000  # at least 39 vectors per IVF list: 4096 lists need 160k
     device: str = "cpu"
     batch_size: int = 32
     dtype: str = "float32"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +31,26 @@ from xretrieve.manifest import (
 INDEX_KIND = "index"
 METRIC = "inner_product"  # cosine for normalised models
 _ADD_CHUNK = 65536
+
+AUTO = "auto"
+# Chosen by benchmarks/index_curve.py (recall@10 against exact search, one-core QPS and memory at 1 M x 384):
+# see auto_factory and benchmarks/results/index_curve.md.
+FLAT_MAX_ROWS = 50_000
+DEFAULT_NPROBE = 48
+DEFAULT_EF_SEARCH = 128
+
+
+def auto_factory(rows: int) -> str:
+    """The default factory for shards of up to `rows` vectors.
+
+    Up to FLAT_MAX_ROWS, exact search (Flat): no training, and fast enough at that size. Above, IVF with
+    about 4 * sqrt(rows) lists (a power of two: 4096 at 1 M) over float16 codes, searched with
+    nprobe=DEFAULT_NPROBE. At 1 M x 384 that gave recall@10 0.964 at 461 queries/s on one core in 782 MB;
+    the best graph that fits in 1 GB (HNSW32,SQ8) needed efSearch=384 for 0.951, at 318 queries/s.
+    """
+    if rows <= FLAT_MAX_ROWS:
+        return "Flat"
+    return f"IVF{2 ** round(math.log2(4 * math.sqrt(rows)))},SQfp16"
 
 
 def make_index(factory: str, dim: int):
@@ -72,9 +94,9 @@ def default_search_params(index) -> str:
     params = []
     for layer in index_layers(index):
         if isinstance(layer, faiss.IndexIVF):
-            params.append(f"nprobe={min(layer.nlist, 32)}")
+            params.append(f"nprobe={min(layer.nlist, DEFAULT_NPROBE)}")
         elif isinstance(layer, faiss.IndexHNSW):
-            params.append("efSearch=128")
+            params.append(f"efSearch={DEFAULT_EF_SEARCH}")
         elif isinstance(layer, faiss.IndexRefine):
             params.append("k_factor_rf=4")
     return ",".join(params)
@@ -168,7 +190,8 @@ def _build_index(config: IndexConfig, encoder) -> Path:
             from xretrieve.model import BiEncoder
 
             encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
-        make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
+        if config.factory != AUTO:
+            make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
         if _built_from_corpus(config, out, encoder):
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
@@ -200,6 +223,11 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
 
     embeddings.verify()
     dim = int(embeddings.manifest["dim"])
+    requested = config.factory
+    if requested == AUTO:  # resolved here: for `--corpus` the shard sizes are known only after encoding
+        config = dataclasses.replace(config, factory=auto_factory(max(shard["rows"] for shard in embeddings.shards)))
+        if device is not None:
+            device.factory = config.factory
     make_index(config.factory, dim)  # fail on a bad factory string before any work
     plan = {
         "embeddings_manifest_sha256": sha256_file(embeddings.folder / "manifest.json"),
@@ -234,7 +262,7 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             "rows": sum(r["rows"] for r in records),
             "langs": dict(sorted(langs.items())),
             "search_params": default_search_params(sample_index),
-            "build": _build_settings(config, embeddings.manifest),
+            "build": _build_settings(config, requested, embeddings.manifest),
             "docs": docs,
             "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
             "parents": [
@@ -244,14 +272,14 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
     )
 
 
-def _build_settings(config: IndexConfig, embeddings_manifest: dict) -> dict:
+def _build_settings(config: IndexConfig, requested: str, embeddings_manifest: dict) -> dict:
     """What decides an index's contents, so that a rerun of `index --corpus` can tell it has nothing to do."""
     return {
         "corpus_sha256": embeddings_manifest.get("corpus", {}).get("sha256"),
         "model_fingerprint": embeddings_manifest["model"].get("fingerprint"),
         "num_shards": len(embeddings_manifest["shards"]),
         "dtype": embeddings_manifest["dtype"],
-        "factory": config.factory,
+        "factory": requested,  # as asked ("auto" stays "auto"); the manifest's top-level factory is the one built
         "train_size": config.train_size,
         "seed": config.seed,
     }

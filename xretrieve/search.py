@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +60,7 @@ class _Shard:
         self.langs = np.array(read_lines(folder / f"{name}.langs.txt"), dtype=object)
         if not len(self.docids) == len(self.langs) == self.index.ntotal:
             raise UserError(f"{folder}/{name}: index, docids and langs disagree on the number of rows")
-        self._filters: dict[frozenset[str], tuple] = {}
+        self._filters: dict[frozenset[str], _Filter | None] = {}
 
     def hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[Hit]]:
         """This shard's candidates per query for `merge_hits`: its top k and every row tied with the k-th."""
@@ -73,43 +75,102 @@ class _Shard:
     def top(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
         """At least the top k rows per query (-1 where fewer qualify), and every row tied with the k-th:
         which of the tied rows makes the merged top-k is then decided by docid, so k=1 heads k=3."""
-        params, mask = self.filter(langs) if langs is not None else (None, None)
+        wanted = self.filter(langs) if langs is not None else None
         total = self.index.ntotal
         fetch = min(k + 1, total)
-        while True:
-            scores, rows = self.index.search(vectors, fetch, params=params)
-            if mask is not None:
-                scores, rows = _keep_rows(scores, rows, mask)
-            if fetch >= total:
-                return scores, rows
+        scores, rows = self._search(vectors, fetch, wanted)
+        found_scores, found_rows = list(scores), list(rows)
+        todo = np.arange(len(vectors))
+        while fetch < total:
             found = (rows >= 0).sum(axis=1)
             last = scores[np.arange(len(rows)), np.maximum(found - 1, 0)]
-            tied = (found > k) & (last == scores[:, k - 1])
-            short = mask is not None and bool((found <= k).any())  # filtered out: look further
-            if not short and not tied.any():
-                return scores, rows
+            again = (found > k) & (last == scores[:, k - 1])  # the k-th ties with the last row fetched
+            if wanted is not None and wanted.mask is not None:
+                again |= found <= k  # filtered out after the search: look further
+            todo = todo[again]
+            if not len(todo):
+                break
+            # only the queries that need it search again: one tie must not double a whole batch's time
             fetch = min(2 * fetch, total)
+            scores, rows = self._search(vectors[todo], fetch, wanted)
+            for i, query in enumerate(todo):
+                found_scores[query], found_rows[query] = scores[i], rows[i]
+        width = max(len(r) for r in found_rows)
+        padded = np.full((len(vectors), width), -1, dtype=np.int64)
+        padded_scores = np.full((len(vectors), width), -np.inf, dtype=np.float32)
+        for query, (score_row, id_row) in enumerate(zip(found_scores, found_rows, strict=True)):
+            padded[query, : len(id_row)], padded_scores[query, : len(score_row)] = id_row, score_row
+        return padded_scores, padded
 
-    def filter(self, langs: frozenset[str]) -> tuple | None:
-        """None when no document here is in `langs`; else (search parameters with a selector, None), or
-        (None, mask) for indexes that take no selector (flat and fast-scan PQ), filtered after searching."""
-        import faiss
+    def _search(self, vectors: np.ndarray, fetch: int, wanted: _Filter | None) -> tuple[np.ndarray, np.ndarray]:
+        if wanted is None:
+            return self.index.search(vectors, fetch)
+        if wanted.mask is not None:
+            return _keep_rows(*self.index.search(vectors, fetch), wanted.mask)
+        if wanted.params is None:  # few rows selected: scanning their codes costs less than the search
+            return wanted.scan.search(vectors, fetch, params=wanted.scan_params)
+        scores, rows = self.index.search(vectors, fetch, params=wanted.params)
+        if wanted.scan is not None:
+            # the search can stop before it meets `fetch` selected rows: scan for those queries
+            short = np.flatnonzero((rows >= 0).sum(axis=1) < min(fetch, wanted.rows))
+            if len(short):
+                scores[short], rows[short] = wanted.scan.search(vectors[short], fetch, params=wanted.scan_params)
+        return scores, rows
 
+    def filter(self, langs: frozenset[str]) -> _Filter | None:
+        """How this shard searches within `langs`; None when no document here is in them."""
         if langs not in self._filters:
             mask = np.isin(self.langs, list(langs))
-            if not mask.any():
-                self._filters[langs] = (None, None)
-            else:
-                bitmap = np.packbits(mask, bitorder="little")
-                selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
-                params = _search_parameters(self.index, selector)
-                try:
-                    self.index.search(np.zeros((1, self.index.d), np.float32), 1, params=params)
-                except RuntimeError:
-                    params = None
-                # the bitmap and selector must outlive every search that uses them
-                self._filters[langs] = ((params, None if params else mask), (bitmap, selector))
-        return self._filters[langs][0]
+            self._filters[langs] = _Filter.of(self.index, mask) if mask.any() else None
+        return self._filters[langs]
+
+
+@dataclass
+class _Filter:
+    """Search within a subset of one shard's rows.
+
+    Graphs (HNSW) and IVF take a faiss ID selector, but their search stops after a set amount of work
+    (efSearch candidates, nprobe lists) whether or not it met k selected rows. So a graph walks wider, by
+    the share of rows left out; a query that still comes back short, or a subset small enough that scanning
+    it costs less than the search, gets an exact scan of the selected rows' stored codes instead. Other
+    indexes take the selector as they are (Flat is exact), or, where they reject it (flat and fast-scan
+    PQ), are filtered with a mask after searching."""
+
+    rows: int  # rows selected
+    params: Any = None  # faiss search parameters with the selector; None: always scan
+    mask: np.ndarray | None = None  # post-filter mask, for indexes that take no selector
+    scan: Any = None  # the index whose search with scan_params is exact over the selected rows' codes
+    scan_params: Any = None
+    keep: tuple = ()  # the bitmap and selector must outlive every search that uses them
+
+    @classmethod
+    def of(cls, index, mask: np.ndarray) -> _Filter:
+        import faiss
+
+        rows, total = int(mask.sum()), len(mask)
+        bitmap = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(total, faiss.swig_ptr(bitmap))
+        keep = (bitmap, selector)
+        top = faiss.downcast_index(index)
+        if isinstance(top, faiss.IndexHNSW):
+            widened = math.ceil(top.hnsw.efSearch * total / rows)
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=widened)
+            if widened * top.hnsw.nb_neighbors(0) >= rows:  # the walk would compute more distances than a scan
+                params = None
+            scan = faiss.downcast_index(top.storage)  # owned by the index, which the shard keeps
+            return cls(rows, params, scan=scan, scan_params=faiss.SearchParameters(sel=selector), keep=keep)
+        if isinstance(top, faiss.IndexIVF) and not isinstance(top, faiss.IndexIVFFastScan):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=top.nprobe, max_codes=top.max_codes)
+            if rows <= total * top.nprobe / top.nlist:  # fewer rows than the probed lists hold
+                params = None
+            scan_params = faiss.SearchParametersIVF(sel=selector, nprobe=top.nlist)
+            return cls(rows, params, scan=top, scan_params=scan_params, keep=keep)
+        params = _search_parameters(index, selector)
+        try:
+            index.search(np.zeros((1, index.d), np.float32), 1, params=params)
+        except RuntimeError:
+            return cls(rows, mask=mask)
+        return cls(rows, params, keep=keep)
 
 
 def merge_hits(per_shard: list[list[list[Hit]]], queries: int, k: int) -> list[list[Hit]]:
