@@ -141,14 +141,14 @@ def _train_task(config: IndexConfig, embeddings: str, dim: int) -> bytes:
     from xretrieve.encode import Embeddings
     from xretrieve.index import _Device, _train
 
-    return _train(config, Embeddings(embeddings), _Device(config.device, config.factory), dim)
+    return _train(config, Embeddings(embeddings), _Device(config.device), dim)
 
 
 def _build_task(config: IndexConfig, embeddings: str, index: int, trained: bytes, out: str, plan: dict) -> dict:
     from xretrieve.encode import Embeddings
     from xretrieve.index import _build_shard, _Device
 
-    return _build_shard(Embeddings(embeddings), index, trained, _Device(config.device, config.factory), Path(out), plan)
+    return _build_shard(Embeddings(embeddings), index, trained, _Device(config.device), Path(out), plan)
 
 
 def build_shards(
@@ -268,11 +268,10 @@ def serve_app(config):
 
 
 def serve_on_ray(config) -> None:
-    """`xretrieve serve --ray`: Serve's HTTP proxy on config.host:config.port runs the application until
-    interrupted; the application is then removed from the cluster."""
+    """`xretrieve serve --ray`, once `serve` has checked the binding: Serve's HTTP proxy on
+    config.host:config.port runs the application until interrupted; it is then removed from the cluster."""
     import time
 
-    config.check_binding()
     with connected(config.ray):
         from ray import serve
 

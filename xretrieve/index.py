@@ -105,8 +105,8 @@ def default_search_params(index) -> str:
 class _Device:
     """Moves indexes to a GPU for training and adding, and back to the CPU for writing."""
 
-    def __init__(self, device: str, factory: str):
-        self.device, self.factory, self.resources = device, factory, None
+    def __init__(self, device: str):
+        self.device, self.resources = device, None
         if device == "cuda":
             import faiss
 
@@ -116,7 +116,7 @@ class _Device:
                 raise UserError("--device cuda: faiss-gpu is installed but sees no GPU")
             self.resources = faiss.StandardGpuResources()
 
-    def to_device(self, index):
+    def to_device(self, index, factory: str):
         if self.resources is None:
             return index
         import faiss
@@ -124,7 +124,7 @@ class _Device:
         try:
             return faiss.index_cpu_to_gpu(self.resources, 0, index)
         except RuntimeError:
-            raise UserError(f"factory {self.factory!r} has no GPU implementation; build it with --device cpu") from None
+            raise UserError(f"factory {factory!r} has no GPU implementation; build it with --device cpu") from None
 
     def to_cpu(self, index):
         if self.resources is None:
@@ -161,7 +161,7 @@ def _train(config: IndexConfig, embeddings: Embeddings, device: _Device, dim: in
                     f"factory {config.factory!r} has {layer.nlist} IVF lists but only {len(sample)} vectors "
                     f"to train on: use fewer lists (e.g. IVF{max(1, len(sample) // 39)}) or Flat"
                 )
-        on_device = device.to_device(index)
+        on_device = device.to_device(index, config.factory)
         try:
             on_device.train(sample)
         except RuntimeError as exc:
@@ -184,7 +184,7 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
 def _build_index(config: IndexConfig, encoder) -> Path:
     out = Path(config.out)
     # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
-    device = None if config.ray else _Device(config.device, config.factory)
+    device = None if config.ray else _Device(config.device)
     if config.corpus:
         if encoder is None:
             from xretrieve.model import BiEncoder
@@ -226,8 +226,6 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
     requested = config.factory
     if requested == AUTO:  # resolved here: for `--corpus` the shard sizes are known only after encoding
         config = dataclasses.replace(config, factory=auto_factory(max(shard["rows"] for shard in embeddings.shards)))
-        if device is not None:
-            device.factory = config.factory
     make_index(config.factory, dim)  # fail on a bad factory string before any work
     plan = {
         "embeddings_manifest_sha256": sha256_file(embeddings.folder / "manifest.json"),
@@ -262,7 +260,14 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             "rows": sum(r["rows"] for r in records),
             "langs": dict(sorted(langs.items())),
             "search_params": default_search_params(sample_index),
-            "build": _build_settings(config, requested, embeddings.manifest),
+            "build": _build_settings(
+                config,
+                corpus_sha256=embeddings.manifest.get("corpus", {}).get("sha256"),
+                model_fingerprint=embeddings.manifest["model"].get("fingerprint"),
+                num_shards=len(embeddings.manifest["shards"]),
+                dtype=embeddings.manifest["dtype"],
+                factory=requested,  # as asked ("auto" stays "auto"); the top-level factory is the one built
+            ),
             "docs": docs,
             "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
             "parents": [
@@ -272,14 +277,23 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
     )
 
 
-def _build_settings(config: IndexConfig, requested: str, embeddings_manifest: dict) -> dict:
-    """What decides an index's contents, so that a rerun of `index --corpus` can tell it has nothing to do."""
+def _build_settings(
+    config: IndexConfig,
+    *,
+    corpus_sha256: str | None,
+    model_fingerprint: str | None,
+    num_shards: int,
+    dtype: str,
+    factory: str,
+) -> dict:
+    """What decides an index's contents, recorded in its manifest so that a rerun of `index --corpus` can
+    tell it has nothing to do."""
     return {
-        "corpus_sha256": embeddings_manifest.get("corpus", {}).get("sha256"),
-        "model_fingerprint": embeddings_manifest["model"].get("fingerprint"),
-        "num_shards": len(embeddings_manifest["shards"]),
-        "dtype": embeddings_manifest["dtype"],
-        "factory": requested,  # as asked ("auto" stays "auto"); the manifest's top-level factory is the one built
+        "corpus_sha256": corpus_sha256,
+        "model_fingerprint": model_fingerprint,
+        "num_shards": num_shards,
+        "dtype": dtype,
+        "factory": factory,
         "train_size": config.train_size,
         "seed": config.seed,
     }
@@ -295,15 +309,14 @@ def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
             verify_files(out, entry["files"])
     except (UserError, KeyError):
         return False
-    wanted = {
-        "corpus_sha256": sha256_file(config.corpus),
-        "model_fingerprint": encoder.identity.get("fingerprint"),
-        "num_shards": config.num_shards,
-        "dtype": config.dtype,
-        "factory": config.factory,
-        "train_size": config.train_size,
-        "seed": config.seed,
-    }
+    wanted = _build_settings(
+        config,
+        corpus_sha256=sha256_file(config.corpus),
+        model_fingerprint=encoder.identity.get("fingerprint"),
+        num_shards=config.num_shards,
+        dtype=config.dtype,
+        factory=config.factory,
+    )
     return manifest.get("build") == wanted and manifest["model"].get("name") == encoder.identity.get("name")
 
 
@@ -322,7 +335,7 @@ def _docstore(embeddings: Embeddings, out: Path) -> dict | None:
 def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _Device, out: Path, plan: dict) -> dict:
     import faiss
 
-    shard_index = device.to_device(faiss.deserialize_index(trained))
+    shard_index = device.to_device(faiss.deserialize_index(trained), plan["factory"])
     vectors = embeddings.vectors(index)
     for start in range(0, len(vectors), _ADD_CHUNK):
         shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
