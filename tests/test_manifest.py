@@ -3,9 +3,12 @@ import pytest
 from xretrieve.errors import UserError
 from xretrieve.manifest import (
     atomic_open,
+    checksums,
+    finished_records,
     load_shard_record,
     read_manifest,
     sha256_file,
+    shard_entries,
     verify_checksum,
     write_manifest,
     write_shard_record,
@@ -65,3 +68,19 @@ def test_atomic_writes_get_normal_file_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_finished_records_wait_for_every_shard_and_trust_the_records_held(tmp_path):
+    plan = {"run": 1}
+    (tmp_path / "a.txt").write_text("a")
+    on_disk = write_shard_record(tmp_path, 0, {"plan": plan, "rows": 1, "files": checksums(tmp_path, ["a.txt"])})
+    held = {"plan": plan, "rows": 2, "files": {"gone.txt": "0" * 64}}  # just written by this process
+    assert finished_records(tmp_path, 3, plan, {1: held}) is None  # shard 2 is someone else's, unfinished
+    write_shard_record(tmp_path, 2, {"plan": plan, "rows": 3, "files": {}})
+    records = finished_records(tmp_path, 3, plan, {1: held})
+    assert records == [on_disk, held, {"plan": plan, "rows": 3, "files": {}}]
+    assert [(e["name"], e["rows"]) for e in shard_entries(records)] == [
+        ("shard-00000", 1),
+        ("shard-00001", 2),
+        ("shard-00002", 3),
+    ]

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from xretrieve.config import AugmentConfig
-from xretrieve.encode import EMBEDDINGS_KIND, Embeddings
+from xretrieve.encode import EMBEDDINGS_KIND, Embeddings, record_shard
 from xretrieve.errors import UserError
-from xretrieve.formats import iter_generated, write_lines
+from xretrieve.formats import iter_generated
 from xretrieve.manifest import (
     atomic_target,
-    checksums,
+    finished_records,
     load_shard_record,
     sha256_file,
+    shard_entries,
     shard_name,
     write_manifest,
-    write_shard_record,
 )
 
 _CHUNK_BATCHES = 16  # queries encoded per call: this many batches (sentence-transformers sorts them by length)
@@ -81,18 +81,20 @@ def augment_embeddings(config: AugmentConfig, encoder=None) -> Path:
         "renormalize": config.renormalize,
         "model": encoder.identity,
     }
-    todo = [config.shard[0]] if config.shard else range(num_shards)
-    for index in todo:
-        if load_shard_record(out, index, plan) is None:
-            _augment_shard(source, index, generated, encoder, config, weights, plan, out)
-    records = [load_shard_record(out, i, plan) for i in range(num_shards)]
-    if any(r is None for r in records):
+    mine = [config.shard[0]] if config.shard else range(num_shards)
+    known = {}
+    for index in mine:
+        known[index] = load_shard_record(out, index, plan)
+        if known[index] is None:
+            known[index] = _augment_shard(source, index, generated, encoder, config, weights, plan, out)
+    records = finished_records(out, num_shards, plan, known)
+    if records is None:
         return out
     _finish(source, out, generated, config, weights, plan, records)
     return out
 
 
-def _augment_shard(source, index, generated, encoder, config, weights, plan, out) -> None:
+def _augment_shard(source, index, generated, encoder, config, weights, plan, out) -> dict:
     from tqdm import tqdm
 
     name = shard_name(index)
@@ -144,19 +146,17 @@ def _augment_shard(source, index, generated, encoder, config, weights, plan, out
         result.flush()
         del result
     sums_path.unlink()
-    write_lines(out / f"{name}.ids.txt", ids)
-    write_lines(out / f"{name}.langs.txt", source.langs(index))
-    files = checksums(out, [f"{name}{suffix}" for suffix in (".npy", ".ids.txt", ".langs.txt")])
-    record = {
-        "plan": plan,
-        "rows": len(ids),
-        "files": files,
-        "queries_seen": seen,
-        "queries_matched": matched,
-        "queries_used": dict(sorted(used.items())),
-        "passages_augmented": int((totals > 0).sum()),
-    }
-    write_shard_record(out, index, record)
+    return record_shard(
+        out,
+        index,
+        ids,
+        source.langs(index),
+        plan,
+        queries_seen=seen,
+        queries_matched=matched,
+        queries_used=dict(sorted(used.items())),
+        passages_augmented=int((totals > 0).sum()),
+    )
 
 
 def _finish(source, out: Path, generated: Path, config: AugmentConfig, weights, plan: dict, records) -> None:
@@ -169,7 +169,7 @@ def _finish(source, out: Path, generated: Path, config: AugmentConfig, weights, 
         raise UserError(f"{generated}: no generated query names a passage of {config.embeddings} (wrong file?)")
     body = {key: value for key, value in source.manifest.items() if key not in ("format", "format_version")}
     body["normalized"] = bool(source.manifest.get("normalized")) and (config.renormalize or augmented == 0)
-    body["shards"] = [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)]
+    body["shards"] = shard_entries(records)
     body["parents"] = [
         {"embeddings": str(source.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]},
         {"generated": str(generated.resolve()), "sha256": plan["generated_sha256"]},

@@ -8,13 +8,15 @@ import numpy as np
 
 from xretrieve.config import EncodeConfig
 from xretrieve.errors import UserError
-from xretrieve.formats import Document, passage_text, read_corpus, read_lines, write_lines
+from xretrieve.formats import passage_text, read_corpus, read_lines, write_lines
 from xretrieve.manifest import (
     atomic_open,
     checksums,
+    finished_records,
     load_shard_record,
     read_manifest,
     sha256_file,
+    shard_entries,
     shard_name,
     verify_files,
     write_manifest,
@@ -62,8 +64,9 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
         "max_seq_length": config.max_seq_length,
     }
     bounds = shard_bounds(len(docs), config.num_shards)
-    todo = [config.shard[0]] if config.shard else range(config.num_shards)
-    todo = [index for index in todo if load_shard_record(out, index, plan) is None]
+    mine = [config.shard[0]] if config.shard else range(config.num_shards)
+    records = {index: load_shard_record(out, index, plan) for index in mine}
+    todo = [index for index, record in records.items() if record is None]
 
     def texts(index: int) -> list[str]:
         return [passage_text(d) for d in docs[slice(*bounds[index])]]
@@ -78,29 +81,32 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
             for index in todo
         )
     for index, vectors in encoded:  # each shard is written whole, atomically, as it comes
-        _write_shard(out, index, docs[slice(*bounds[index])], vectors.astype(config.dtype), plan)
-    _finish_if_complete(out, config, plan, len(docs))
+        shard_docs = docs[slice(*bounds[index])]
+        with atomic_open(out / f"{shard_name(index)}.npy", "wb") as f:
+            np.save(f, vectors.astype(config.dtype))
+        records[index] = record_shard(out, index, [d.id for d in shard_docs], [d.lang for d in shard_docs], plan)
+    _finish_if_complete(out, config, plan, len(docs), records)
     return out
 
 
-def _write_shard(out: Path, index: int, docs: list[Document], vectors: np.ndarray, plan: dict) -> None:
+def record_shard(out: Path, index: int, ids: list[str], langs: list[str], plan: dict, **details) -> dict:
+    """Finish an embeddings shard whose vectors (NAME.npy) are written: its ids and languages beside
+    them, the three files' checksums, and the record that marks it complete (with `details`)."""
     name = shard_name(index)
-    with atomic_open(out / f"{name}.npy", "wb") as f:
-        np.save(f, vectors)
-    write_lines(out / f"{name}.ids.txt", (d.id for d in docs))
-    write_lines(out / f"{name}.langs.txt", (d.lang for d in docs))
+    write_lines(out / f"{name}.ids.txt", ids)
+    write_lines(out / f"{name}.langs.txt", langs)
     files = checksums(out, [f"{name}{suffix}" for suffix in (".npy", ".ids.txt", ".langs.txt")])
-    write_shard_record(out, index, {"plan": plan, "rows": len(docs), "files": files})
+    return write_shard_record(out, index, {"plan": plan, "rows": len(ids), "files": files, **details})
 
 
 def _desc(index: int, config: EncodeConfig) -> str:
     return f"encode {shard_name(index)} ({index + 1}/{config.num_shards})"
 
 
-def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int) -> None:
+def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int, known: dict) -> None:
     """Write manifest.json once every shard is done (by this process or by parallel --shard runs)."""
-    records = [load_shard_record(out, i, plan) for i in range(config.num_shards)]
-    if any(r is None for r in records):
+    records = finished_records(out, config.num_shards, plan, known)
+    if records is None:
         return
     write_manifest(
         out,
@@ -113,7 +119,7 @@ def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int) 
             "prompt": plan["model"]["passage_prompt"],
             "rows": rows,
             "corpus": {"path": str(Path(config.corpus).resolve()), "sha256": plan["corpus_sha256"]},
-            "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
+            "shards": shard_entries(records),
             "parents": [],
         },
     )

@@ -22,6 +22,7 @@ from xretrieve.manifest import (
     load_shard_record,
     read_manifest,
     sha256_file,
+    shard_entries,
     shard_name,
     verify_files,
     write_manifest,
@@ -269,7 +270,7 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
                 factory=requested,  # as asked ("auto" stays "auto"); the top-level factory is the one built
             ),
             "docs": docs,
-            "shards": [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)],
+            "shards": shard_entries(records),
             "parents": [
                 {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
             ],

@@ -129,9 +129,10 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def write_shard_record(folder: str | Path, index: int, record: dict[str, Any]) -> None:
+def write_shard_record(folder: str | Path, index: int, record: dict[str, Any]) -> dict[str, Any]:
     """Written last, after the shard's files: its presence is what marks the shard complete."""
     atomic_write_json(Path(folder) / f"{shard_name(index)}.json", record)
+    return record
 
 
 def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> dict[str, Any] | None:
@@ -157,3 +158,17 @@ def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> d
     except UserError:
         return None  # damaged or half-replaced: rebuild this shard
     return record
+
+
+def finished_records(
+    folder: str | Path, count: int, plan: dict[str, Any], known: dict[int, dict[str, Any] | None]
+) -> list[dict[str, Any]] | None:
+    """Every shard's record once all `count` are finished, else None (others are still at work). Records
+    this process already holds (`known`: loaded or just written) are not read and checksummed again."""
+    records = [known.get(i) or load_shard_record(folder, i, plan) for i in range(count)]
+    return None if any(r is None for r in records) else records
+
+
+def shard_entries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's list of shards: name, rows and file checksums of each, in order."""
+    return [{"name": shard_name(i), "rows": r["rows"], "files": r["files"]} for i, r in enumerate(records)]

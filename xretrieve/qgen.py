@@ -29,6 +29,7 @@ from xretrieve.manifest import (
     atomic_open,
     atomic_write_json,
     checksums,
+    finished_records,
     load_shard_record,
     sha256_file,
     shard_name,
@@ -296,14 +297,16 @@ def generate_queries(config: GenerateConfig, generator=None) -> Path:
     if out.is_file() and _provenance(out).get("plan") == plan:
         return out  # done before
     todo = [j for j in range(num_shards) if config.shard is None or j % config.shard[1] == config.shard[0]]
+    known = {}
     with tqdm(total=len(todo), desc="generate-queries", unit="shard", disable=not config.progress) as bar:
         for j in todo:
-            if load_shard_record(parts, j, plan) is None:
+            known[j] = load_shard_record(parts, j, plan)
+            if known[j] is None:
                 shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
-                _generate_shard(parts, j, shard_docs, generator, config, plan)
+                known[j] = _generate_shard(parts, j, shard_docs, generator, config, plan)
             bar.update(1)
-    records = [load_shard_record(parts, j, plan) for j in range(num_shards)]
-    if any(r is None for r in records):
+    records = finished_records(parts, num_shards, plan, known)
+    if records is None:
         return out  # other shards are still someone else's work
     with atomic_open(out, "wb") as f:
         for j in range(num_shards):
@@ -329,7 +332,9 @@ def _provenance(out: Path) -> dict:
         return {}
 
 
-def _generate_shard(parts: Path, index: int, docs: list[Document], generator, config: GenerateConfig, plan: dict):
+def _generate_shard(
+    parts: Path, index: int, docs: list[Document], generator, config: GenerateConfig, plan: dict
+) -> dict:
     per_doc: list[list[GeneratedQuery]] = [[] for _ in docs]
     per_lang = dict.fromkeys(config.langs, 0)
     step = max(1, len(docs)) if getattr(generator, "whole_shard", False) else config.batch_size
@@ -344,7 +349,7 @@ def _generate_shard(parts: Path, index: int, docs: list[Document], generator, co
                 per_lang[lang] += len(texts)
     name = f"{shard_name(index)}.jsonl"
     write_generated(parts / name, (q for queries in per_doc for q in queries))
-    write_shard_record(
+    return write_shard_record(
         parts, index, {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
     )
 
