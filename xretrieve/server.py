@@ -223,18 +223,13 @@ def create_app(
     from pydantic import BaseModel, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    def default_loader():
+    def open_searcher(folder: str):
         from xretrieve.search import Searcher
 
-        return Searcher(config.index, model=config.model)
+        return Searcher(folder, model=config.model)
 
-    def default_reloader(folder: str):
-        from xretrieve.search import Searcher
-
-        return Searcher(folder, config.model)
-
-    load = load_searcher or default_loader
-    reopen = reload_searcher or default_reloader
+    load = load_searcher or (lambda: open_searcher(config.index))
+    reopen = reload_searcher or open_searcher
 
     class SearchRequest(BaseModel):
         query: str | None = Field(None, description="one query; or give `queries`")
