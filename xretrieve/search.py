@@ -66,15 +66,16 @@ class _Shard:
         """This shard's candidates per query for `merge_hits`: its top k and every row tied with the k-th."""
         if self.index.ntotal == 0 or (langs is not None and self.filter(langs) is None):
             return [[] for _ in range(len(vectors))]
-        scores, rows = self.top(vectors, k, langs)
+        scores, rows = self._top(vectors, k, langs)
         return [
             [Hit(self.docids[r], float(s), self.langs[r]) for s, r in zip(score_row, id_row, strict=True) if r >= 0]
             for score_row, id_row in zip(scores, rows, strict=True)
         ]
 
-    def top(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> tuple[np.ndarray, np.ndarray]:
-        """At least the top k rows per query (-1 where fewer qualify), and every row tied with the k-th:
-        which of the tied rows makes the merged top-k is then decided by docid, so k=1 heads k=3."""
+    def _top(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> tuple[list, list]:
+        """Per query, scores and rows of at least its top k (-1 where fewer qualify) and of every row tied
+        with the k-th: which of the tied rows makes the merged top-k is then decided by docid, so k=1 heads
+        k=3. Queries that searched again have longer arrays than the rest."""
         wanted = self.filter(langs) if langs is not None else None
         total = self.index.ntotal
         fetch = min(k + 1, total)
@@ -95,12 +96,7 @@ class _Shard:
             scores, rows = self._search(vectors[todo], fetch, wanted)
             for i, query in enumerate(todo):
                 found_scores[query], found_rows[query] = scores[i], rows[i]
-        width = max(len(r) for r in found_rows)
-        padded = np.full((len(vectors), width), -1, dtype=np.int64)
-        padded_scores = np.full((len(vectors), width), -np.inf, dtype=np.float32)
-        for query, (score_row, id_row) in enumerate(zip(found_scores, found_rows, strict=True)):
-            padded[query, : len(id_row)], padded_scores[query, : len(score_row)] = id_row, score_row
-        return padded_scores, padded
+        return found_scores, found_rows
 
     def _search(self, vectors: np.ndarray, fetch: int, wanted: _Filter | None) -> tuple[np.ndarray, np.ndarray]:
         if wanted is None:
