@@ -189,3 +189,23 @@ def test_bad_run_line_names_file_and_line(tmp_path, capsys):
     (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
     assert main(["evaluate", "--run", str(tmp_path / "run.trec"), "--qrels", str(tmp_path / "qrels.txt")]) == 2
     assert "run.trec:2: rank must be an integer" in capsys.readouterr().err
+
+
+def test_rr_at_k_honours_its_cutoff_in_trec_eval_order(tmp_path):
+    # qa: relevant at rank 3 -> RR@2 = 0, RR@3 = 1/3. qb: b and c tie at 1.0 and c is relevant; trec_eval
+    # orders ties by docid descending, so c is 2nd -> RR@2 = 1/2 (1/3 if ties went the other way, or 0 at @2).
+    # qc: relevant at rank 12 -> RR@10 = 0 (trec_eval's recip_rank without a cutoff would give 1/12).
+    qrels = "qa 0 x3 1\nqb 0 c 1\nqc 0 z12 1\n"
+    run = ["qa Q0 x1 1 3.0 t", "qa Q0 x2 2 2.0 t", "qa Q0 x3 3 1.0 t"]
+    run += ["qb Q0 a 1 2.0 t", "qb Q0 b 2 1.0 t", "qb Q0 c 3 1.0 t"]
+    run += [f"qc Q0 z{i:02d} {i} {100 - i}.0 t" for i in range(1, 12)] + ["qc Q0 z12 12 1.0 t"]
+    (tmp_path / "qrels.txt").write_text(qrels)
+    (tmp_path / "run.trec").write_text("\n".join(run) + "\n")
+    summary = evaluate(
+        str(tmp_path / "run.trec"), qrels=str(tmp_path / "qrels.txt"), metrics=["RR@2", "RR@3", "RR@10", "RR"]
+    )
+    per = summary["all"]
+    assert per["RR@2"] == pytest.approx((0 + 1 / 2 + 0) / 3, abs=1e-6)
+    assert per["RR@3"] == pytest.approx((1 / 3 + 1 / 2 + 0) / 3, abs=1e-6)
+    assert per["RR@10"] == pytest.approx((1 / 3 + 1 / 2 + 0) / 3, abs=1e-6)
+    assert per["RR"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 12) / 3, abs=1e-6)

@@ -44,12 +44,34 @@ def per_query_qrels_scores(
     scored_run = {qid: {e.docid: e.score for e in entries} for qid, entries in run.items()}
     judged = {qid: docs for qid, docs in qrels.items() if not skip_missing or qid in run}
     values: dict[str, dict[str, float]] = {str(m): {} for m in measures}
+    # trec_eval's recip_rank has no cutoff (pytrec_eval drops the one RR@k asks for): RR@k is recip_rank on
+    # the run cut to its top k in trec_eval's own order.
+    plain = [m for m in measures if not _is_rr_at_k(m)]
+    batches = [(plain, scored_run, {str(m): str(m) for m in plain})]
+    for m in measures:
+        if _is_rr_at_k(m):
+            uncut = ir_measures.RR(**{k: v for k, v in m.params.items() if k != "cutoff"})
+            batches.append(([uncut], truncate_run(scored_run, m.params["cutoff"]), {str(uncut): str(m)}))
     try:
-        for metric in ir_measures.pytrec_eval.iter_calc(measures, judged, scored_run):
-            values[str(metric.measure)][metric.query_id] = float(metric.value)
+        for batch, scored, names in batches:
+            if batch:
+                for metric in ir_measures.pytrec_eval.iter_calc(batch, judged, scored):
+                    values[names[str(metric.measure)]][metric.query_id] = float(metric.value)
     except ValueError as exc:  # a measure trec_eval does not have
         raise UserError(f"--metrics: {exc}") from None
     return values
+
+
+def _is_rr_at_k(measure) -> bool:
+    return measure.NAME == "RR" and measure.params.get("cutoff") is not None
+
+
+def truncate_run(run: dict[str, dict[str, float]], k: int) -> dict[str, dict[str, float]]:
+    """Each query's top k documents in trec_eval's order: score descending, ties by docid descending."""
+    return {
+        qid: dict(sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k])
+        for qid, docs in run.items()
+    }
 
 
 def xor_tokenize(text: str) -> list[str]:
