@@ -497,6 +497,11 @@ def apertium_coverage(langs: list[str]) -> tuple[list[str], list[str]]:
     return [lang for lang in langs if lang in covered], [lang for lang in langs if lang not in covered]
 
 
+def cut_queries(splits: list[Split]) -> int:
+    texts = {m.key: m.texts for split in splits for m in split.messages}
+    return sum(q["text"] != texts[q["id"].split("-", 2)[2]][q["lang"]] for split in splits for q in split.queries)
+
+
 def examples(messages: list[Message], n: int) -> list[Message]:
     """The first message of each of the first `n` domains, in draw order (random, so varied)."""
     first: dict[str, Message] = {}
@@ -613,7 +618,9 @@ def readme(
         f"its leading whole sentences within {QUERY_WORDS} (a longer first sentence is cut there). Limits are "
         "scaled by the median tokens per English word of each language ("
         + ", ".join(f"{lang} {s:.2f}" for lang, s in token_scales(chosen.kept, langs).items())
-        + "; ja and zh count characters).",
+        + "; ja and zh count characters). Messages are short (median English length "
+        f"{statistics.median(len(m.texts['en'].split()) for m in chosen.kept):g} words), so {cut_queries(splits)} of "
+        f"the {sum(len(s.queries) for s in splits)} queries are cut; the others are whole messages.",
         "",
         "## Sources and licences",
         "",
