@@ -1,0 +1,234 @@
+"""SWIM-IR synthetic training data (`xretrieve synthesize`): queries in target languages written for passages of
+a corpus, as Tevatron training rows (the query, its passage as the positive). Two backends:
+
+- an LLM (xretrieve/llm.py: an OpenAI-compatible endpoint or a local causal LM) prompted to summarize, then
+  ask (SAP; Thakur et al., NAACL 2024): an English summary of the passage, then a query in the target language;
+- Apertium, offline and without an LLM: the passage's title and lead sentence (and, for more than one query a
+  passage, the title with each of its longest other sentences), translated into each target language other
+  than the passage's own, pivoting where no direct pair is installed.
+
+The work splits into shards of passages, each written atomically with a record, as `generate-queries` does:
+a killed run redoes at most one shard, and a rerun with the same settings does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xretrieve.adapters import TrainingExample, _training_json
+from xretrieve.config import SynthesizeConfig
+from xretrieve.errors import UserError
+from xretrieve.formats import Document, read_corpus, write_jsonl
+from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_name, write_shard_record
+from xretrieve.qgen import (
+    ApertiumEngine,
+    _derived_seed,
+    check_languages,
+    join_shards,
+    key_texts,
+    parts_folder,
+    provenance,
+    run_shards,
+    sum_counts,
+)
+
+
+@dataclass
+class ShardQueries:
+    """What a backend made of one shard: (passage index, language, query number, query) plus what it left out."""
+
+    queries: list[tuple[int, str, int, str]] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)  # by reason
+    skipped: Counter = field(default_factory=Counter)  # by target language: passages with no route to it
+
+
+class TranslationSynthesizer:
+    """Apertium: each key text of a passage, translated into each target language other than its own."""
+
+    def __init__(self, engine: ApertiumEngine | None = None, max_words: int = 32):
+        self.engine = engine or ApertiumEngine()
+        self.max_words = max_words
+        self.identity = {"backend": "apertium", "modes": sorted(self.engine.modes.values()), "max_words": max_words}
+
+    def shard_queries(self, docs: list[Document], langs: list[str], per_passage: int, seed: int) -> ShardQueries:
+        result = ShardQueries()
+        texts = [key_texts(doc, per_passage, self.max_words) for doc in docs]
+        by_source: dict[str, list[int]] = {}
+        for i, doc in enumerate(docs):
+            by_source.setdefault(doc.lang, []).append(i)
+        done: dict[tuple[str, ...], list[str]] = {}  # (source, mode, ...) -> translations: pivots run once
+        for lang in langs:
+            for source, rows in by_source.items():
+                if source == lang:
+                    continue  # a passage's own language needs no translation
+                chain = self.engine.route(source, lang) if source else None
+                if not chain:
+                    result.skipped[lang] += len(rows)
+                    continue
+                flat = [(i, k) for i in rows for k in range(len(texts[i]))]
+                translated = self._translate(source, chain, [texts[i][k] for i, k in flat], done)
+                for (i, k), query in zip(flat, translated, strict=True):
+                    if query:
+                        result.queries.append((i, lang, k, query))
+                    else:
+                        result.dropped["empty_query"] += 1
+        return result
+
+    def _translate(self, source: str, chain: list[str], texts: list[str], done: dict) -> list[str]:
+        """Through each mode of the chain, reusing what an earlier language's chain already translated."""
+        key: tuple[str, ...] = (source,)
+        for mode in chain:
+            previous, key = texts, (*key, mode)
+            if key not in done:
+                done[key] = self.engine.translate(previous, mode)
+            texts = done[key]
+        return texts
+
+
+class LLMSynthesizer:
+    """Summarize-then-ask prompts to an LLM; replies parsed, checked and dropped by reason (xretrieve/llm.py)."""
+
+    def __init__(self, llm, max_query_words: int):
+        from xretrieve.llm import SAP_PROMPT_VERSION
+
+        self.llm, self.max_query_words = llm, max_query_words
+        self.identity = {**llm.identity, "prompt": SAP_PROMPT_VERSION, "max_query_words": max_query_words}
+
+    def shard_queries(self, docs: list[Document], langs: list[str], per_passage: int, seed: int) -> ShardQueries:
+        from xretrieve.llm import check_reply, sap_prompt
+
+        jobs = [(i, lang, k) for lang in langs for i in range(len(docs)) for k in range(per_passage)]
+        prompts = [sap_prompt(docs[i], lang) for i, lang, k in jobs]
+        seeds = [_derived_seed(seed, langs.index(lang), i, k) for i, lang, k in jobs]
+        replies = self.llm.complete(prompts, seeds)
+        result = ShardQueries()
+        seen = set()
+        for (i, lang, k), reply in zip(jobs, replies, strict=True):
+            query, reason = check_reply(reply, docs[i], self.max_query_words)
+            if query is not None and (i, lang, query.casefold()) in seen:
+                query, reason = None, "duplicate"
+            if query is None:
+                result.dropped[reason] += 1
+                continue
+            seen.add((i, lang, query.casefold()))
+            result.queries.append((i, lang, k, query))
+        return result
+
+
+def make_synthesizer(config: SynthesizeConfig):
+    if config.mt is not None:
+        return TranslationSynthesizer(max_words=config.max_words)
+    from xretrieve.llm import make_llm
+
+    return LLMSynthesizer(make_llm(config), config.max_query_words)
+
+
+def _passages(config: SynthesizeConfig) -> list[Document]:
+    """The corpus, or `sample` passages of it drawn with the seed (kept in corpus order)."""
+    docs = read_corpus(config.corpus)
+    if config.sample is None or config.sample >= len(docs):
+        return docs
+    chosen = np.random.default_rng(config.seed).choice(len(docs), size=config.sample, replace=False)
+    return [docs[i] for i in sorted(chosen)]
+
+
+def synthesize(config: SynthesizeConfig, synthesizer=None) -> Path:
+    """Write OUT (Tevatron training rows, one per kept query) and OUT.json (settings, counts, drops by reason).
+
+    With `--shard i/n` this process does its shards only; the last process to finish joins them. Returns
+    OUT, which exists only once every shard is done.
+    """
+    check_languages(config.langs)
+    out = Path(config.out)
+    docs = _passages(config)
+    synthesizer = synthesizer or make_synthesizer(config)
+    plan = {
+        "corpus_sha256": sha256_file(config.corpus),
+        "backend": synthesizer.identity,
+        "langs": config.langs,
+        "per_passage": config.per_passage,
+        "sample": config.sample,
+        "seed": config.seed,
+        "shard_size": config.shard_size,
+    }
+    # the plan, and what happens after the shards: the whole of what a rerun must match to do nothing
+    settings = plan | {"negatives": config.negatives, "index": config.index, "model": config.model}
+    if out.is_file() and provenance(out).get("settings") == settings:
+        return out  # done before
+    parts = parts_folder(out)
+    num_shards = -(-len(docs) // config.shard_size)
+
+    def build(j: int) -> dict:
+        shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
+        return _synthesize_shard(parts, j, shard_docs, synthesizer, config, plan)
+
+    records = run_shards(parts, plan, num_shards, config.shard, build, "synthesize", config.progress)
+    if records is None:
+        return out  # other shards are still someone else's work
+    summary = {
+        "settings": settings,
+        "corpus": str(Path(config.corpus).resolve()),
+        "passages": len(docs),
+        "queries": sum_counts(r["per_lang"] for r in records),
+        "dropped": sum_counts(r["dropped"] for r in records),
+        "skipped_no_route": sum_counts(r["skipped"] for r in records),
+    }
+    if config.negatives is None or not sum(summary["queries"].values()):
+        join_shards(out, parts, num_shards)  # (no rows: nothing to mine for)
+    else:
+        join_shards(parts / "positives.jsonl", parts, num_shards)
+        summary["negatives"] = _mine(config, parts / "positives.jsonl", out)
+    atomic_write_json(f"{out}.json", summary)
+    shutil.rmtree(parts)
+    return out
+
+
+def _synthesize_shard(
+    parts: Path, index: int, docs: list[Document], synthesizer, config: SynthesizeConfig, plan: dict
+) -> dict:
+    made = synthesizer.shard_queries(docs, config.langs, config.per_passage, _derived_seed(config.seed, index))
+    if made.dropped["request_failed"] == len(config.langs) * len(docs) * config.per_passage:
+        # nothing came back: the endpoint is down, not the replies bad; stop, so that a rerun redoes this shard
+        raise UserError(f"--llm {config.llm}: every request of shard {index} failed: {synthesizer.llm.last_error}")
+    made.queries.sort(key=lambda q: (q[0], config.langs.index(q[1]), q[2]))  # passage order, then language
+    rows = (
+        _training_json(TrainingExample(f"{docs[i].id}-{lang}-{k}", query, [docs[i]], [], lang))
+        for i, lang, k, query in made.queries
+    )
+    name = f"{shard_name(index)}.jsonl"
+    write_jsonl(parts / name, rows)
+    per_lang = dict.fromkeys(config.langs, 0) | Counter(lang for _, lang, _, _ in made.queries)
+    record = {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
+    return write_shard_record(parts, index, record | {"dropped": dict(made.dropped), "skipped": dict(made.skipped)})
+
+
+def _mine(config: SynthesizeConfig, positives: Path, out: Path) -> dict[str, int]:
+    """Hard negatives for every row by `mine-negatives`, from --index or a Flat index of the corpus in OUT.index/."""
+    from xretrieve.config import IndexConfig, MineConfig
+    from xretrieve.index import build_index
+    from xretrieve.train import mine_negatives
+
+    index = config.index
+    if index is None:
+        index = f"{out}.index"
+        build_index(IndexConfig(out=index, corpus=config.corpus, model=config.model, factory="Flat", progress=False))
+    mined = positives.with_name("mined.jsonl")  # mine-negatives writes mined.jsonl.json beside it: not ours
+    counts = mine_negatives(
+        MineConfig(
+            train_data=str(positives),
+            index=str(index),
+            out=str(mined),
+            corpus=config.corpus,
+            negatives=config.negatives,
+            device=config.device,
+            progress=config.progress,
+        )
+    )
+    os.replace(mined, out)  # same folder as OUT (OUT.parts/ is its sibling): an atomic rename
+    return counts
