@@ -170,3 +170,70 @@ def test_an_empty_corpus_is_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main([*args, "--mt", "apertium"]) == 2
     err = capsys.readouterr().err
     assert "empty.jsonl: no documents" in err and err.count("\n") == 1
+
+
+def test_mt_with_negatives_is_mine_negatives_on_a_flat_index_of_the_corpus(tmp_path, tiny_model):
+    apertium_or_skip()
+    sentences = [
+        "the dog sleeps by the river",
+        "the king loves the sea",
+        "water runs over the mountain",
+        "light and dark in the war",
+        "peace comes to the lazy fox",
+        "the brown dog jumps over water",
+    ]
+    docs = [Document(f"d{i}", f"{s}. {s} again.", "", "en") for i, s in enumerate(sentences)]
+    corpus = write_passages(tmp_path / "c.jsonl", docs)
+    out = tmp_path / "train.jsonl"
+    config = SynthesizeConfig(
+        corpus=str(corpus),
+        out=str(out),
+        langs=["es"],
+        mt="apertium",
+        negatives=2,
+        model=str(tiny_model),
+        progress=False,
+    )
+    synthesize(config)
+    index = tmp_path / "train.jsonl.index"
+    assert json.loads((index / "manifest.json").read_text())["factory"] == "Flat"
+    # oracle: the rows without negatives, then mine-negatives by hand on that index
+    plain = synthesize(
+        SynthesizeConfig(
+            corpus=str(corpus), out=str(tmp_path / "p" / "plain.jsonl"), langs=["es"], mt="apertium", progress=False
+        )
+    )
+    by_hand = tmp_path / "p" / "mined.jsonl"
+    assert (
+        cli.main(
+            [
+                "mine-negatives",
+                "--train-data",
+                str(plain),
+                "--index",
+                str(index),
+                "--out",
+                str(by_hand),
+                "--corpus",
+                str(corpus),
+                "--negatives",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert out.read_bytes() == by_hand.read_bytes()
+    examples = load_examples(str(out))  # train's reader
+    assert len(examples) == 6 and sum(len(e.negatives) for e in examples) > 0
+    assert all(n.text for e in examples for n in e.negatives)  # whole passages, not bare ids
+    summary = json.loads(Path(f"{out}.json").read_text())
+    assert summary["negatives"]["negatives"] == sum(len(e.negatives) for e in examples)
+    assert summary["settings"]["negatives"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.jsonl",
+        "p",
+        "train.jsonl",
+        "train.jsonl.index",
+        "train.jsonl.json",
+    ]
