@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import WORDS
 from test_qgen import apertium_or_skip
 
 from xretrieve import cli
 from xretrieve.config import SynthesizeConfig
+from xretrieve.errors import UserError
 from xretrieve.formats import Document
+from xretrieve.llm import OpenAIChat, check_reply, parse_query
 from xretrieve.qgen import key_texts, lead_text, parts_folder
 from xretrieve.synthesize import synthesize
 from xretrieve.train import load_examples
@@ -150,6 +153,7 @@ def test_mt_sample_and_shards(tmp_path):
         ([], "exactly one backend"),
         (["--mt", "apertium", "--llm", "http://127.0.0.1:9/v1"], "exactly one backend"),
         (["--mt", "apertium", "--langs", "es,xx"], "unknown language code 'xx'"),
+        (["--llm", "no/such/folder"], "neither an http(s) URL nor an existing folder"),
         (["--mt", "apertium", "--index", "somewhere"], "--index is where --negatives are mined from"),
     ],
 )
@@ -237,3 +241,365 @@ def test_mt_with_negatives_is_mine_negatives_on_a_flat_index_of_the_corpus(tmp_p
         "train.jsonl.index",
         "train.jsonl.json",
     ]
+
+
+# --- parsing and checking replies --------------------------------------------------------------------------------
+
+
+def test_parse_query_takes_the_text_after_the_last_query_line():
+    assert parse_query("Summary: about bees.\nQuery: how do bees dance") == "how do bees dance"
+    assert parse_query("Summary: x\nQuery (Swahili): nyuki hucheza vipi?") == "nyuki hucheza vipi?"
+    assert parse_query("Query: first\nsome words\nQuery (Spanish): «segunda»\n") == "segunda"
+    assert parse_query("**Query (German):** wann   wurde er eröffnet") == "wann wurde er eröffnet"
+    assert parse_query("Query language: Swahili\nSummary: no query here") is None  # the echoed header is no query
+    assert parse_query("just a sentence") is None
+    assert parse_query("Query:   ") == ""
+
+
+def test_check_reply_drops_by_reason():
+    doc = Document("d", "The Suez Canal opened in 1869 after ten years of digging.", "Suez Canal")
+    assert check_reply("Summary: s\nQuery (Swahili): mfereji wa Suez ulifunguliwa lini?", doc, 8) == (
+        "mfereji wa Suez ulifunguliwa lini?",
+        None,
+    )
+    assert check_reply(None, doc, 8) == (None, "request_failed")
+    assert check_reply("I cannot help with that.", doc, 8) == (None, "no_query")
+    assert check_reply("Summary: s\nQuery:", doc, 8) == (None, "empty_query")
+    assert check_reply("Query: " + "word " * 9, doc, 8) == (None, "too_long")
+    assert check_reply("Query: the suez canal opened in 1869.", doc, 8) == (None, "copied")  # a substring
+    assert check_reply("Query: Suez Canal opened 1869 after ten years", doc, 8) == (None, "copied")  # 3-grams
+
+
+# --- a stand-in OpenAI-compatible server ------------------------------------------------------------------------
+
+
+class StandIn:
+    """A chat completions endpoint on 127.0.0.1 that records every request and answers through `respond`:
+    (request body, headers) -> (status, extra headers, body bytes). By default a SAP-style reply whose
+    query names the passage's first word, so each row can be traced to its passage."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stand_in = self
+        self.requests: list[tuple[dict, dict]] = []
+        self.lock = threading.Lock()
+        self.respond = self.answer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stand_in.lock:
+                    stand_in.requests.append((body, dict(self.headers)))
+                status, headers, payload = stand_in.respond(body, dict(self.headers))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def passage(body: dict) -> str:
+        """The passage the prompt asks about: the last 'Passage:' line of the user message."""
+        return [line for line in body["messages"][0]["content"].splitlines() if line.startswith("Passage: ")][-1]
+
+    @staticmethod
+    def chat(content: str) -> tuple[int, dict, bytes]:
+        return 200, {}, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+
+    def answer(self, body: dict, headers: dict) -> tuple[int, dict, bytes]:
+        word = self.passage(body).split()[1].rstrip(":")
+        lang = body["messages"][0]["content"].rsplit("Query language: ", 1)[1].split()[0]
+        return self.chat(f"Summary: a passage.\nQuery: not this one\nQuery ({lang}): what is zz {word} in {lang}?")
+
+    def prompts(self) -> list[str]:
+        return [body["messages"][0]["content"] for body, _ in self.requests]
+
+
+@pytest.fixture
+def stand_in():
+    server = StandIn()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+WORDED = [
+    Document(f"d{i}", f"{w} river sea mountain light. The king of {w}.", "", "en")
+    for i, w in enumerate(["alpha", "bravo", "charlie", "delta", "echo"])
+]
+
+
+def test_llm_endpoint_end_to_end(tmp_path, stand_in, monkeypatch):
+    monkeypatch.setenv("XRETRIEVE_LLM_API_KEY", "sekret")
+    monkeypatch.setenv("OPENAI_API_KEY", "other")
+    corpus = write_passages(tmp_path / "c.jsonl", WORDED[:3])
+    out = tmp_path / "train.jsonl"
+    args = ["synthesize", "--corpus", str(corpus), "--out", str(out), "--langs", "es,sw", "--quiet"]
+    assert cli.main([*args, "--llm", stand_in.url, "--llm-model", "tiny-chat", "--temperature", "0"]) == 0
+    rows = read_rows(out)
+    assert [(r["query_id"], r["query"]) for r in rows] == [
+        (f"d{i}-{lang}-0", f"what is zz {w} in {name}?")
+        for i, w in enumerate(["alpha", "bravo", "charlie"])
+        for lang, name in (("es", "Spanish"), ("sw", "Swahili"))
+    ]  # the last Query line wins
+    assert rows[0]["positive_passages"][0]["text"] == WORDED[0].text
+    assert len(stand_in.requests) == 6
+    for body, headers in stand_in.requests:
+        assert headers["Authorization"] == "Bearer sekret"
+        assert body["model"] == "tiny-chat" and body["temperature"] == 0 and body["max_tokens"] == 256
+    prompts = stand_in.prompts()
+    assert all(any(f"Passage: {d.text}" in p for p in prompts) for d in WORDED[:3])  # the passage reaches the prompt
+    assert sum("Query language: Swahili\nSummary:" in p for p in prompts) == 3  # summarize, then ask
+    summary = json.loads(Path(f"{out}.json").read_text())
+    assert summary["queries"] == {"es": 3, "sw": 3} and summary["dropped"] == {}
+    assert summary["settings"]["backend"]["url"] == f"{stand_in.url}/chat/completions"
+    assert "sekret" not in Path(f"{out}.json").read_text()
+    # a rerun with the same settings asks nothing
+    assert cli.main([*args, "--llm", stand_in.url, "--llm-model", "tiny-chat", "--temperature", "0"]) == 0
+    assert len(stand_in.requests) == 6
+
+
+def test_openai_api_key_is_the_fallback(stand_in, monkeypatch):
+    monkeypatch.delenv("XRETRIEVE_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "from-openai")
+    assert OpenAIChat(stand_in.url).complete(["Passage: x y\nQuery language: Spanish\n"], [0])[0]
+    assert stand_in.requests[0][1]["Authorization"] == "Bearer from-openai"
+
+
+def scripted(stand_in: StandIn, *answers):
+    """Answer the first requests with `answers` (status, headers), then normally."""
+    queue = list(answers)
+
+    def respond(body, headers):
+        if queue:
+            status, extra = queue.pop(0)
+            return status, extra, b'{"error": "scripted"}'
+        return stand_in.answer(body, headers)
+
+    stand_in.respond = respond
+
+
+PROMPT = "Passage: alpha beta\nQuery language: Spanish\n"
+
+
+def test_a_500_then_a_200_is_retried(stand_in):
+    scripted(stand_in, (500, {}), (503, {}))
+    replies = OpenAIChat(stand_in.url, backoff=0.01).complete([PROMPT], [0])
+    assert parse_query(replies[0]) == "what is zz alpha in Spanish?" and len(stand_in.requests) == 3
+
+
+def test_a_429_waits_as_retry_after_says(stand_in):
+    import time
+
+    scripted(stand_in, (429, {"Retry-After": "1"}))
+    start = time.monotonic()
+    replies = OpenAIChat(stand_in.url, backoff=0.01).complete([PROMPT], [0])
+    assert time.monotonic() - start >= 1.0 and replies[0] and len(stand_in.requests) == 2
+
+
+def test_a_timeout_is_retried(stand_in):
+    import time
+
+    slow_once = [True]
+
+    def respond(body, headers):
+        if slow_once.pop() if slow_once else False:
+            time.sleep(0.6)
+        return stand_in.answer(body, headers)
+
+    stand_in.respond = respond
+    replies = OpenAIChat(stand_in.url, timeout=0.2, backoff=0.01).complete([PROMPT], [0])
+    assert replies[0] and len(stand_in.requests) == 2
+
+
+def test_another_4xx_stops_at_once_with_one_line(stand_in):
+    scripted(stand_in, (401, {}))
+    with pytest.raises(UserError, match=r"HTTP 401 Unauthorized: \{\"error\": \"scripted\"\}$"):
+        OpenAIChat(stand_in.url, backoff=0.01).complete([PROMPT], [0])
+    assert len(stand_in.requests) == 1
+
+
+def test_an_endpoint_that_never_answers_stops_the_run(stand_in):
+    scripted(stand_in, *[(500, {})] * 10)
+    with pytest.raises(UserError, match="every request failed after 2 retries: HTTP 500"):
+        OpenAIChat(stand_in.url, retries=2, backoff=0.01).complete([PROMPT, PROMPT], [0, 1])
+    assert len(stand_in.requests) == 6
+
+
+def test_garbage_replies_are_dropped_and_counted_by_reason(tmp_path, stand_in):
+    garbage = {
+        "alpha": "I am sorry, I cannot do that.",  # no query line
+        "bravo": "Summary: fine.\nQuery (Spanish):",  # empty
+        "charlie": "Query: " + "muy " * 40,  # too long
+        "delta": "Query: delta river sea mountain light",  # copied from the passage
+    }
+
+    def respond(body, headers):
+        word = stand_in.passage(body).split()[1]
+        if word == "echo":
+            return 200, {}, b"<html>not json</html>"  # a broken reply: the request failed
+        return stand_in.chat(garbage[word]) if word in garbage else stand_in.answer(body, headers)
+
+    stand_in.respond = respond
+    corpus = write_passages(tmp_path / "c.jsonl", WORDED + [Document("d5", "foxtrot dog. Dark.", "", "en")])
+    out = synthesize(
+        SynthesizeConfig(
+            corpus=str(corpus), out=str(tmp_path / "t.jsonl"), langs=["es"], llm=stand_in.url, progress=False
+        )
+    )
+    assert [r["query"] for r in read_rows(out)] == ["what is zz foxtrot in Spanish?"]
+    summary = json.loads(Path(f"{out}.json").read_text())
+    assert summary["dropped"] == {"no_query": 1, "empty_query": 1, "too_long": 1, "copied": 1, "request_failed": 1}
+    assert summary["queries"] == {"es": 1}
+
+
+def test_a_run_stopped_by_the_endpoint_resumes_without_asking_again(tmp_path, stand_in):
+    corpus = write_passages(tmp_path / "c.jsonl", WORDED)  # shards of 2: {alpha, bravo} {charlie, delta} {echo}
+    fresh = synthesize(
+        SynthesizeConfig(
+            corpus=str(corpus),
+            out=str(tmp_path / "fresh.jsonl"),
+            langs=["es", "fr"],
+            llm=stand_in.url,
+            shard_size=2,
+            progress=False,
+        )
+    )
+    stand_in.requests.clear()
+
+    def fail_on_shard_1(body, headers):
+        if stand_in.passage(body).split()[1] in ("charlie", "delta"):
+            return 400, {}, b'{"error": "context length exceeded"}'
+        return stand_in.answer(body, headers)
+
+    stand_in.respond = fail_on_shard_1
+    out = tmp_path / "train.jsonl"
+    args = ["synthesize", "--corpus", str(corpus), "--out", str(out), "--langs", "es,fr", "--shard-size", "2"]
+    assert cli.main([*args, "--llm", stand_in.url, "--quiet"]) == 2
+    assert not out.exists() and (parts_folder(out) / "shard-00000.json").is_file()
+    assert not (parts_folder(out) / "shard-00001.json").exists()
+    stand_in.requests.clear()
+    stand_in.respond = stand_in.answer
+    assert cli.main([*args, "--llm", stand_in.url, "--quiet"]) == 0
+    asked = {StandIn.passage(body).split()[1] for body, _ in stand_in.requests}
+    assert asked == {"charlie", "delta", "echo"}  # shard 0 was not asked again
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_generate_queries_llm_backend(tmp_path, stand_in):
+    def respond(body, headers):
+        if "bravo" in stand_in.passage(body):
+            return stand_in.chat("no idea")
+        return stand_in.answer(body, headers)
+
+    stand_in.respond = respond
+    corpus = write_passages(tmp_path / "c.jsonl", WORDED[:3])
+    out = tmp_path / "genq.jsonl"
+    args = ["generate-queries", "--corpus", str(corpus), "--out", str(out), "--langs", "sw", "--quiet"]
+    assert cli.main([*args, "--backend", "llm", "--llm", stand_in.url, "--llm-model", "m", "--num-queries", "2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # greedy-equal replies for the same passage are one query: the repeat is dropped as a duplicate
+    assert [(r["docid"], r["lang"], r["text"], r["generator"]) for r in rows] == [
+        ("d0", "sw", "what is zz alpha in Swahili?", "llm:m"),
+        ("d2", "sw", "what is zz charlie in Swahili?", "llm:m"),
+    ]
+    prompts = stand_in.prompts()
+    assert len(prompts) == 6 and all(p.endswith("Query language: Swahili\n") for p in prompts)
+    assert "Summary" not in prompts[0]  # xQG asks for the query alone
+    summary = json.loads(Path(f"{out}.json").read_text())
+    assert summary["queries"] == {"sw": 2} and summary["dropped"] == {"no_query": 2, "duplicate": 2}
+    assert cli.main([*args, "--backend", "llm"]) == 2  # --backend llm needs --llm
+
+
+# --- a local causal LM (random weights: plumbing, no quality) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_causal_lm(tmp_path_factory) -> Path:
+    """A 2-layer Llama with random weights and a word-level tokenizer over a few words, built offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers import models as tok_models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    words = sorted(set(WORDS) | {"Query:", "Query", "(Spanish):", "Summary:", "Passage:", "?"})
+    vocab = {token: i for i, token in enumerate(["<pad>", "<unk>", "<s>", "</s>", *words])}
+    tokenizer = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece()  # joins the words with spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    folder = tmp_path_factory.mktemp("causal") / "lm"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_local_causal_lm_plumbing(tmp_path, tiny_causal_lm):
+    corpus = write_passages(tmp_path / "c.jsonl", WORDED[:3])
+    out = tmp_path / "train.jsonl"
+    args = ["synthesize", "--corpus", str(corpus), "--out", str(out), "--langs", "es,sw", "--per-passage", "2"]
+    args += ["--llm", str(tiny_causal_lm), "--max-new-tokens", "6", "--batch-size", "4", "--quiet"]
+    assert cli.main(args) == 0
+    summary = json.loads(Path(f"{out}.json").read_text())
+    rows = read_rows(out)
+    # every prompt got a reply (none failed); each became a row or a drop with its reason
+    assert "request_failed" not in summary["dropped"]
+    assert len(rows) + sum(summary["dropped"].values()) == 3 * 2 * 2
+    assert sum(summary["queries"].values()) == len(rows)
+    assert summary["settings"]["backend"]["backend"] == "causal-lm"
+    assert summary["settings"]["backend"]["name"] == str(tiny_causal_lm.resolve())
+    # greedy generation repeats exactly
+    from xretrieve.llm import LocalCausalLM, sap_prompt
+
+    lm = LocalCausalLM(str(tiny_causal_lm), batch_size=2, max_new_tokens=5, temperature=0)
+    prompts = [sap_prompt(d, "es") for d in WORDED[:3]]
+    first = lm.complete(prompts, [1, 2, 3])
+    assert all(isinstance(r, str) for r in first) and lm.complete(prompts, [7, 8, 9]) == first
+    # left padding: a prompt's reply does not depend on the batch it shares
+    assert (
+        LocalCausalLM(str(tiny_causal_lm), batch_size=1, max_new_tokens=5, temperature=0).complete(prompts, [1, 2, 3])
+        == first
+    )
+
+
+def test_local_causal_lm_uses_the_chat_template_when_there_is_one(tmp_path, tiny_causal_lm):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from xretrieve.llm import LocalCausalLM
+
+    chat = tmp_path / "chat"
+    shutil.copytree(tiny_causal_lm, chat)
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = "{% for m in messages %}<s> {{ m['content'] }}{% endfor %} Summary:"
+    tokenizer.save_pretrained(chat)
+    lm = LocalCausalLM(str(chat), max_new_tokens=3, temperature=0)
+    assert lm.identity["chat_template"] and lm._render("the dog") == "<s> the dog Summary:"
+    assert LocalCausalLM(str(tiny_causal_lm))._render("the dog") == "the dog"
+    assert len(lm.complete(["the dog", "the sea"], [0, 1])) == 2

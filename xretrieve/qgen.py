@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,9 +266,46 @@ class TranslationGenerator:
         return results
 
 
+# --- backend 3: an LLM (xretrieve/llm.py) -------------------------------------------------------------------------
+
+
+class LLMGenerator:
+    """Queries an LLM writes for a passage in the target language; replies parsed and checked as in `synthesize`."""
+
+    whole_shard = True  # a shard's prompts at once: an endpoint serves them `--concurrency` at a time
+
+    def __init__(self, llm, max_query_words: int):
+        from xretrieve.llm import XQG_PROMPT_VERSION
+
+        self.llm, self.max_query_words = llm, max_query_words
+        self.identity = {**llm.identity, "prompt": XQG_PROMPT_VERSION, "max_query_words": max_query_words}
+        self.label = f"llm:{llm.identity.get('model') or llm.identity.get('name')}"
+        self.dropped: Counter = Counter()
+
+    def generate(self, docs: list[Document], lang: str, num: int, seed: int) -> list[tuple[str, list[str]]]:
+        from xretrieve.llm import keep_queries, xqg_prompt
+
+        prompts = [xqg_prompt(doc, lang) for doc in docs for _ in range(num)]
+        replies = self.llm.complete(prompts, [_derived_seed(seed, j) for j in range(len(prompts))])
+        return [
+            (self.label, keep_queries(replies[i * num : (i + 1) * num], doc, self.max_query_words, self.dropped))
+            for i, doc in enumerate(docs)
+        ]
+
+    def take_dropped(self) -> dict[str, int]:
+        """Replies dropped since the last call, by reason (a shard's record keeps them)."""
+        dropped, self.dropped = dict(self.dropped), Counter()
+        return dropped
+
+
 def make_generator(config: GenerateConfig):
     if config.backend == "apertium":
         return TranslationGenerator(max_words=config.max_words)
+    if config.backend == "llm":
+        from xretrieve.llm import make_llm
+
+        check_languages(config.langs)
+        return LLMGenerator(make_llm(config), config.max_query_words)
     return Seq2SeqGenerator(
         config.generator,
         device=config.device,
@@ -391,9 +428,10 @@ def _generate_shard(
                 per_lang[lang] += len(texts)
     name = f"{shard_name(index)}.jsonl"
     write_generated(parts / name, (q for queries in per_doc for q in queries))
-    return write_shard_record(
-        parts, index, {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
-    )
+    record = {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
+    if hasattr(generator, "take_dropped"):  # backends that check what they made (the LLM's replies)
+        record["dropped"] = generator.take_dropped()
+    return write_shard_record(parts, index, record)
 
 
 def init_t5(

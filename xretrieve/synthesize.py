@@ -23,7 +23,6 @@ import numpy as np
 
 from xretrieve.adapters import TrainingExample, _training_json
 from xretrieve.config import SynthesizeConfig
-from xretrieve.errors import UserError
 from xretrieve.formats import Document, read_corpus, write_jsonl
 from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_name, write_shard_record
 from xretrieve.qgen import (
@@ -101,23 +100,17 @@ class LLMSynthesizer:
         self.identity = {**llm.identity, "prompt": SAP_PROMPT_VERSION, "max_query_words": max_query_words}
 
     def shard_queries(self, docs: list[Document], langs: list[str], per_passage: int, seed: int) -> ShardQueries:
-        from xretrieve.llm import check_reply, sap_prompt
+        from xretrieve.llm import keep_queries, sap_prompt
 
-        jobs = [(i, lang, k) for lang in langs for i in range(len(docs)) for k in range(per_passage)]
-        prompts = [sap_prompt(docs[i], lang) for i, lang, k in jobs]
-        seeds = [_derived_seed(seed, langs.index(lang), i, k) for i, lang, k in jobs]
+        groups = [(i, lang) for lang in langs for i in range(len(docs))]
+        prompts = [sap_prompt(docs[i], lang) for i, lang in groups for _ in range(per_passage)]
+        seeds = [_derived_seed(seed, j) for j in range(len(prompts))]
         replies = self.llm.complete(prompts, seeds)
         result = ShardQueries()
-        seen = set()
-        for (i, lang, k), reply in zip(jobs, replies, strict=True):
-            query, reason = check_reply(reply, docs[i], self.max_query_words)
-            if query is not None and (i, lang, query.casefold()) in seen:
-                query, reason = None, "duplicate"
-            if query is None:
-                result.dropped[reason] += 1
-                continue
-            seen.add((i, lang, query.casefold()))
-            result.queries.append((i, lang, k, query))
+        for g, (i, lang) in enumerate(groups):
+            group = replies[g * per_passage : (g + 1) * per_passage]
+            kept = keep_queries(group, docs[i], self.max_query_words, result.dropped)
+            result.queries += [(i, lang, k, query) for k, query in enumerate(kept)]
         return result
 
 
@@ -193,9 +186,6 @@ def _synthesize_shard(
     parts: Path, index: int, docs: list[Document], synthesizer, config: SynthesizeConfig, plan: dict
 ) -> dict:
     made = synthesizer.shard_queries(docs, config.langs, config.per_passage, _derived_seed(config.seed, index))
-    if made.dropped["request_failed"] == len(config.langs) * len(docs) * config.per_passage:
-        # nothing came back: the endpoint is down, not the replies bad; stop, so that a rerun redoes this shard
-        raise UserError(f"--llm {config.llm}: every request of shard {index} failed: {synthesizer.llm.last_error}")
     made.queries.sort(key=lambda q: (q[0], config.langs.index(q[1]), q[2]))  # passage order, then language
     rows = (
         _training_json(TrainingExample(f"{docs[i].id}-{lang}-{k}", query, [docs[i]], [], lang))
