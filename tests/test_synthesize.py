@@ -429,6 +429,21 @@ def test_another_4xx_stops_at_once_with_one_line(stand_in):
     assert len(stand_in.requests) == 1
 
 
+def test_a_4xx_stops_at_once_while_other_requests_wait_to_retry(stand_in):
+    import time
+
+    def respond(body, headers):
+        if "alpha" in stand_in.passage(body):
+            return 503, {"Retry-After": "30"}, b"busy"
+        return 403, {}, b"forbidden"
+
+    stand_in.respond = respond
+    start = time.monotonic()
+    with pytest.raises(UserError, match="HTTP 403"):
+        OpenAIChat(stand_in.url, concurrency=2).complete([PROMPT, PROMPT.replace("alpha", "bravo")], [0, 1])
+    assert time.monotonic() - start < 10  # not the 30 s the first request was told to wait
+
+
 def test_an_endpoint_that_never_answers_stops_the_run(stand_in):
     scripted(stand_in, *[(500, {})] * 10)
     with pytest.raises(UserError, match="every request failed after 2 retries: HTTP 500"):

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -217,14 +218,20 @@ class OpenAIChat:
         }
 
     def complete(self, prompts: list[str], seeds: list[int]) -> list[str | None]:
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+        stop = threading.Event()  # set after an error or Ctrl-C: requests waiting to retry give up at once
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
-            futures = [pool.submit(self._request, p, s) for p, s in zip(prompts, seeds, strict=True)]
+            futures = [pool.submit(self._request, p, s, stop) for p, s in zip(prompts, seeds, strict=True)]
+            wait(futures, return_when=FIRST_EXCEPTION)  # a 4xx stops the run now, not after the others' retries
+            error = next((f.exception() for f in futures if f.done() and f.exception()), None)
+            if error is not None:
+                raise error
             results = [f.result() for f in futures]
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # after an error: requests not yet sent never are
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)  # requests not yet sent never are
         failures = [r for r in results if isinstance(r, _Failure)]
         if results and len(failures) == len(results):
             # nothing came back: the endpoint is down, not the replies bad; stop, and a rerun redoes this work
@@ -242,7 +249,7 @@ class OpenAIChat:
         }
         return json.dumps(body | ({"model": self.model} if self.model else {})).encode()
 
-    def _request(self, prompt: str, seed: int) -> str | _Failure:
+    def _request(self, prompt: str, seed: int, stop: threading.Event) -> str | _Failure:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -262,8 +269,8 @@ class OpenAIChat:
                 failure = _Failure(str(getattr(exc, "reason", exc)) or type(exc).__name__)
             except _MalformedReply as exc:
                 return _Failure(str(exc))  # a server that answers 200 with nonsense will do so again
-            if attempt < self.retries:
-                time.sleep(min(wait, self.max_wait))
+            if attempt < self.retries and stop.wait(min(wait, self.max_wait)):
+                break
         return failure
 
 

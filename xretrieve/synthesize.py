@@ -207,7 +207,9 @@ def _mine(config: SynthesizeConfig, positives: Path, out: Path) -> dict[str, int
     index = config.index
     if index is None:
         index = f"{out}.index"
-        build_index(IndexConfig(out=index, corpus=config.corpus, model=config.model, factory="Flat", progress=False))
+        build_index(
+            IndexConfig(out=index, corpus=config.corpus, model=config.model, factory="Flat", progress=config.progress)
+        )
     mined = positives.with_name("mined.jsonl")  # mine-negatives writes mined.jsonl.json beside it: not ours
     counts = mine_negatives(
         MineConfig(
@@ -220,5 +222,5 @@ def _mine(config: SynthesizeConfig, positives: Path, out: Path) -> dict[str, int
             progress=config.progress,
         )
     )
-    os.replace(mined, out)  # same folder as OUT (OUT.parts/ is its sibling): an atomic rename
+    os.replace(mined, out)  # OUT.parts/ is OUT's sibling, on the same file system: an atomic rename
     return counts
