@@ -15,7 +15,7 @@ from xretrieve.config import SynthesizeConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
 from xretrieve.llm import OpenAIChat, check_reply, parse_query
-from xretrieve.qgen import key_texts, lead_text, parts_folder
+from xretrieve.qgen import LLMGenerator, key_texts, lead_text, parts_folder
 from xretrieve.synthesize import synthesize
 from xretrieve.train import load_examples
 
@@ -374,6 +374,8 @@ def test_openai_api_key_is_the_fallback(stand_in, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "from-openai")
     assert OpenAIChat(stand_in.url).complete(["Passage: x y\nQuery language: Spanish\n"], [0])[0]
     assert stand_in.requests[0][1]["Authorization"] == "Bearer from-openai"
+    assert "model" not in stand_in.requests[0][0]  # no --llm-model: the server's own choice (llama.cpp, Ollama)
+    assert LLMGenerator(OpenAIChat(stand_in.url), 32).label == f"llm:{stand_in.url}/chat/completions"
 
 
 def scripted(stand_in: StandIn, *answers):

@@ -140,7 +140,7 @@ def check_reply(reply: str | None, doc: Document, max_words: int) -> tuple[str |
     passage = f"{doc.title} {doc.text}"
     grams = _shingles(query)
     copied = len(grams & _shingles(passage)) / len(grams) >= COPY_OVERLAP
-    if copied or _normalized(query).rstrip("?.!¿¡") in _normalized(passage):
+    if copied or _normalized(query).strip("?.!¿¡ ") in _normalized(passage):
         return None, "copied"
     return query, None
 
@@ -264,7 +264,8 @@ class OpenAIChat:
                     detail = " ".join(exc.read()[:300].decode("utf-8", "replace").split())
                     raise UserError(f"--llm {self.url}: HTTP {exc.code} {exc.reason}: {detail}") from None
                 failure = _Failure(f"HTTP {exc.code} {exc.reason}")
-                wait = _retry_after(exc.headers.get("Retry-After")) or wait
+                asked = _retry_after(exc.headers.get("Retry-After"))
+                wait = wait if asked is None else asked
             except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
                 failure = _Failure(str(getattr(exc, "reason", exc)) or type(exc).__name__)
             except _MalformedReply as exc:

@@ -279,7 +279,8 @@ class LLMGenerator:
 
         self.llm, self.max_query_words = llm, max_query_words
         self.identity = {**llm.identity, "prompt": XQG_PROMPT_VERSION, "max_query_words": max_query_words}
-        self.label = f"llm:{llm.identity.get('model') or llm.identity.get('name')}"
+        identity = llm.identity
+        self.label = f"llm:{identity.get('model') or identity.get('name') or identity.get('url')}"
         self.dropped: Counter = Counter()
 
     def generate(self, docs: list[Document], lang: str, num: int, seed: int) -> list[tuple[str, list[str]]]:

@@ -13,6 +13,7 @@ a killed run redoes at most one shard, and a rerun with the same settings does n
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections import Counter
@@ -155,7 +156,7 @@ def synthesize(config: SynthesizeConfig, synthesizer=None) -> Path:
     if out.is_file() and provenance(out).get("settings") == settings:
         return out  # done before
     parts = parts_folder(out)
-    num_shards = -(-len(docs) // config.shard_size)
+    num_shards = math.ceil(len(docs) / config.shard_size)
 
     def build(j: int) -> dict:
         shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
