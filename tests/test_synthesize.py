@@ -4,6 +4,7 @@ a stand-in OpenAI-compatible server on loopback, and a tiny random-weight causal
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,11 @@ def test_key_texts_are_the_lead_then_the_longest_other_sentences():
 
 def test_mt_translates_every_passage_into_other_languages_pivoting_and_counting_skips(tmp_path):
     engine = apertium_or_skip()
-    if engine.route("fr", "it") != ["fr-es", "spa-ita"]:
-        pytest.skip("Apertium pair fr-es is not installed")
+    if engine.route("fr", "it") != ["fr-es", "spa-ita"]:  # CI installs fr-es with the other pairs
+        missing = "Apertium pair fr-es is not installed"
+        if os.environ.get("XRETRIEVE_REQUIRE_APERTIUM") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
     corpus = write_passages(tmp_path / "c.jsonl")
     out = synthesize(
         SynthesizeConfig(
