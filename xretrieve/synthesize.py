@@ -59,36 +59,46 @@ class TranslationSynthesizer:
     def shard_queries(self, docs: list[Document], langs: list[str], per_passage: int, seed: int) -> ShardQueries:
         result = ShardQueries()
         texts = [key_texts(doc, per_passage, self.max_words) for doc in docs]
-        by_source: dict[str, list[int]] = {}
+        flat: dict[str, list[tuple[int, int]]] = {}  # source language -> (passage, key text) of its passages
         for i, doc in enumerate(docs):
-            by_source.setdefault(doc.lang, []).append(i)
-        done: dict[tuple[str, ...], list[str]] = {}  # (source, mode, ...) -> translations: pivots run once
+            flat.setdefault(doc.lang, []).extend((i, k) for k in range(len(texts[i])))
+        chains: dict[tuple[str, str], list[str]] = {}
         for lang in langs:
-            for source, rows in by_source.items():
+            for source, items in flat.items():
                 if source == lang:
                     continue  # a passage's own language needs no translation
                 chain = self.engine.route(source, lang) if source else None
-                if not chain:
-                    result.skipped[lang] += len(rows)
-                    continue
-                flat = [(i, k) for i in rows for k in range(len(texts[i]))]
-                translated = self._translate(source, chain, [texts[i][k] for i, k in flat], done)
-                for (i, k), query in zip(flat, translated, strict=True):
-                    if query:
-                        result.queries.append((i, lang, k, query))
-                    else:
-                        result.dropped["empty_query"] += 1
+                if chain:
+                    chains[source, lang] = chain
+                else:
+                    result.skipped[lang] += len({i for i, _ in items})
+        sources = {source: [texts[i][k] for i, k in flat[source]] for source, _ in chains}
+        done = self._translate_all(sources, [(source, *chain) for (source, _), chain in chains.items()])
+        for (source, lang), chain in chains.items():
+            for (i, k), query in zip(flat[source], done[(source, *chain)], strict=True):
+                if query:
+                    result.queries.append((i, lang, k, query))
+                else:
+                    result.dropped["empty_query"] += 1
         return result
 
-    def _translate(self, source: str, chain: list[str], texts: list[str], done: dict) -> list[str]:
-        """Through each mode of the chain, reusing what an earlier language's chain already translated."""
-        key: tuple[str, ...] = (source,)
-        for mode in chain:
-            previous, key = texts, (*key, mode)
-            if key not in done:
-                done[key] = self.engine.translate(previous, mode)
-            texts = done[key]
-        return texts
+    def _translate_all(self, sources: dict[str, list[str]], paths: list[tuple[str, ...]]) -> dict[tuple, list[str]]:
+        """Each source language's texts through every prefix of its paths ((source, mode, ...)), with one
+        Apertium run per mode where the routes allow: a mode waits until every text that needs it (pivots
+        included) is ready, then runs for all source languages at once. Its start-up dominates small runs."""
+        done: dict[tuple, list[str]] = {(source,): texts for source, texts in sources.items()}
+        pending = {path[: d + 1] for path in paths for d in range(1, len(path))}
+        while pending:
+            ready = {key for key in pending if key[:-1] in done}
+            waiting = {key[-1] for key in pending - ready}
+            modes = sorted({key[-1] for key in ready})
+            mode = next((m for m in modes if m not in waiting), modes[0])  # a cycle of modes: run one anyway
+            batch = sorted(key for key in ready if key[-1] == mode)
+            translated = self.engine.translate([t for key in batch for t in done[key[:-1]]], mode)
+            for key in batch:
+                done[key], translated = translated[: len(done[key[:-1]])], translated[len(done[key[:-1]]) :]
+            pending -= set(batch)
+        return done
 
 
 class LLMSynthesizer:
