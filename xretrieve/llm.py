@@ -255,7 +255,7 @@ class OpenAIChat:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=self._body(prompt, seed), headers=headers, method="POST")
         for attempt in range(self.retries + 1):
-            wait = self.backoff * 2**attempt
+            pause = self.backoff * 2**attempt
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return _reply_text(response.read())
@@ -265,12 +265,12 @@ class OpenAIChat:
                     raise UserError(f"--llm {self.url}: HTTP {exc.code} {exc.reason}: {detail}") from None
                 failure = _Failure(f"HTTP {exc.code} {exc.reason}")
                 asked = _retry_after(exc.headers.get("Retry-After"))
-                wait = wait if asked is None else asked
+                pause = pause if asked is None else asked
             except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
                 failure = _Failure(str(getattr(exc, "reason", exc)) or type(exc).__name__)
             except _MalformedReply as exc:
                 return _Failure(str(exc))  # a server that answers 200 with nonsense will do so again
-            if attempt < self.retries and stop.wait(min(wait, self.max_wait)):
+            if attempt < self.retries and stop.wait(min(pause, self.max_wait)):
                 break
         return failure
 
