@@ -651,3 +651,17 @@ def test_local_causal_lm_uses_the_chat_template_when_there_is_one(tmp_path, tiny
     assert lm.identity["chat_template"] and lm._render("the dog") == "<s> the dog Summary:"
     assert LocalCausalLM(str(tiny_causal_lm))._render("the dog") == "the dog"
     assert len(lm.complete(["the dog", "the sea"], [0, 1])) == 2
+
+
+def test_endpoint_urls_and_retry_after_values():
+    import email.utils
+    import time
+
+    from xretrieve.llm import _retry_after, chat_url
+
+    for given in ("http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/chat/completions"):
+        assert chat_url(given) == "http://h:8000/v1/chat/completions"
+    assert _retry_after("3") == 3.0 and _retry_after("-2") == 0.0
+    assert _retry_after(None) is None and _retry_after("soon") is None
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55 <= _retry_after(in_a_minute) <= 60
