@@ -322,7 +322,7 @@ class SynthesizeConfig:
     concurrency: int = 8
     timeout: float = 60.0
     retries: int = 5
-    batch_size: int = 8  # local causal LM: prompts per forward pass
+    batch_size: int = 32  # local causal LM: prompts per forward pass (the CLI's default too)
     device: str | None = None
     progress: bool = True
 
