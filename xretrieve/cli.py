@@ -209,6 +209,15 @@ def _generate_queries(args: argparse.Namespace) -> None:
     print(f"generated queries: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
 
 
+def _synthesize(args: argparse.Namespace) -> None:
+    from xretrieve.config import SynthesizeConfig
+    from xretrieve.synthesize import synthesize
+
+    config = _config(SynthesizeConfig, args, langs=parse_langs(args.langs) or [], shard=_shard(args))
+    out = synthesize(config)
+    print(f"training data: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
+
+
 def _train_generator(args: argparse.Namespace) -> None:
     from xretrieve.config import TrainGeneratorConfig
     from xretrieve.qgen import train_generator
@@ -248,6 +257,23 @@ def _add_ray(parser: argparse.ArgumentParser, work: str) -> None:
         metavar="ADDRESS",
         help=f"{work} on Ray (extra 'dist'): join the cluster at ADDRESS, or start a local one without it",
     )
+
+
+def _add_llm(parser: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
+    """The LLM backend's flags (xretrieve/llm.py), shared by generate-queries and synthesize."""
+    parser.add_argument(
+        "--llm",
+        metavar="URL|FOLDER",
+        help="an OpenAI-compatible endpoint (http://host:port/v1; key from XRETRIEVE_LLM_API_KEY or "
+        "OPENAI_API_KEY), or a local Hugging Face causal LM folder",
+    )
+    parser.add_argument("--llm-model", help="the model name the endpoint serves")
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help="tokens generated per reply")
+    parser.add_argument("--temperature", type=float, default=temperature, help="sampling temperature; 0: greedy")
+    parser.add_argument("--max-query-words", type=int, default=32, help="drop longer queries")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight to the endpoint")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--retries", type=int, default=5, help="retries after a 429, a 5xx or a timeout")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -378,17 +404,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?)")
     p.add_argument("--out", required=True, help="generated queries .jsonl (docid, lang, text, generator, seed)")
     p.add_argument("--langs", required=True, help="target languages, e.g. es,fr,ja")
-    p.add_argument("--backend", default="seq2seq", choices=["seq2seq", "apertium"], help="generator backend")
+    p.add_argument("--backend", default="seq2seq", choices=["seq2seq", "apertium", "llm"], help="generator backend")
     p.add_argument("--generator", help="seq2seq backend: model name or folder (e.g. from train-generator)")
     p.add_argument("--num-queries", type=int, default=5, help="sampled queries per passage and language")
     p.add_argument("--top-k", type=int, default=10, help="top-k sampling")
-    p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--max-input-tokens", type=int, default=512)
     p.add_argument("--max-words", type=int, default=32, help="apertium: words of title + lead sentence translated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes)")
     p.add_argument("--shard-size", type=int, default=1000, help="passages per resumable shard")
     p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+    _add_llm(p, max_new_tokens=64, temperature=0.7)
+
+    p = verb("synthesize", _synthesize, "Synthetic training data (SWIM-IR): queries in other languages for passages.")
+    p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?)")
+    p.add_argument("--out", required=True, help="training .jsonl (Tevatron rows); settings and counts in OUT.json")
+    p.add_argument("--langs", required=True, help="target languages, e.g. sw,te,es")
+    p.add_argument("--mt", choices=["apertium"], help="translate passages offline instead of asking an LLM")
+    p.add_argument("--per-passage", type=int, default=1, help="queries per passage and language")
+    p.add_argument("--sample", type=int, help="only this many passages, drawn with --seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--negatives", type=int, help="mine this many hard negatives per query (as mine-negatives)")
+    p.add_argument("--index", help="index to mine from (default: a Flat index of the corpus in OUT.index/)")
+    p.add_argument("--max-words", type=int, default=32, help="--mt: words of each text translated")
+    p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes)")
+    p.add_argument("--shard-size", type=int, default=100, help="passages per resumable shard")
+    p.add_argument("--device", help="torch device for a local LLM and the negatives' encoder")
+    _add_llm(p, max_new_tokens=256, temperature=0.7)
 
     p = verb("train-generator", _train_generator, "Fine-tune a seq2seq model to write queries for passages (xQG).")
     p.add_argument("--out", required=True, help="generator folder (checkpoints in OUT/checkpoints; resumes)")

@@ -219,7 +219,8 @@ class MineConfig:
             raise UserError(f"--duplicate-threshold {self.duplicate_threshold}: must be in (0, 1]")
 
 
-GENERATOR_BACKENDS = ("seq2seq", "apertium")
+GENERATOR_BACKENDS = ("seq2seq", "apertium", "llm")
+MT_BACKENDS = ("apertium",)
 AUGMENT_MODES = ("sum", "mean")
 
 
@@ -257,6 +258,14 @@ class GenerateConfig:
     shard_size: int = 1000  # passages per resumable unit
     batch_size: int = 16
     device: str | None = None
+    # llm backend (xretrieve/llm.py): an OpenAI-compatible endpoint URL or a local causal LM folder
+    llm: str | None = None
+    llm_model: str | None = None
+    temperature: float = 0.7  # 0: greedy
+    max_query_words: int = 32  # longer replies are dropped
+    concurrency: int = 8  # requests in flight to an endpoint
+    timeout: float = 60.0  # seconds per request
+    retries: int = 5  # after a 429, a 5xx or a timeout
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -264,6 +273,10 @@ class GenerateConfig:
             raise UserError(f"--backend {self.backend!r}: choose one of {', '.join(GENERATOR_BACKENDS)}")
         if self.backend == "seq2seq" and not self.generator:
             raise UserError("--backend seq2seq needs --generator (a seq2seq model name or folder)")
+        if (self.backend == "llm") != bool(self.llm):
+            raise UserError(
+                "--backend llm and --llm URL|FOLDER (an OpenAI-compatible endpoint or a causal LM) go together"
+            )
         if not self.langs:
             raise UserError("--langs: give at least one target language, e.g. es,fr")
         for name in ("num_queries", "top_k", "max_new_tokens", "max_input_tokens", "max_words"):
@@ -271,6 +284,64 @@ class GenerateConfig:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.shard_size < 1 or self.batch_size < 1:
             raise UserError("--shard-size and --batch-size must be at least 1")
+        check_llm_settings(self)
+
+
+def check_llm_settings(config: GenerateConfig | SynthesizeConfig) -> None:
+    for name in ("max_query_words", "concurrency", "max_new_tokens"):
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
+    if config.temperature < 0:
+        raise UserError(f"--temperature {config.temperature}: must be 0 (greedy) or more")
+    if config.timeout <= 0:
+        raise UserError(f"--timeout {config.timeout}: must be positive")
+    if config.retries < 0:
+        raise UserError(f"--retries {config.retries}: must be 0 or more")
+
+
+@dataclass
+class SynthesizeConfig:
+    corpus: str
+    out: str  # train.jsonl; its settings and counts go to OUT.json
+    langs: list[str]
+    llm: str | None = None  # exactly one backend: an OpenAI-compatible endpoint URL or a causal LM folder ...
+    llm_model: str | None = None  # the model name the endpoint serves
+    mt: str | None = None  # ... or "apertium": offline translation, no LLM
+    per_passage: int = 1  # queries per passage and language
+    sample: int | None = None  # only this many passages, drawn with `seed`
+    seed: int = 0
+    negatives: int | None = None  # mine this many hard negatives per query (mine-negatives)
+    index: str | None = None  # index to mine from; default: a Flat index of the corpus in OUT.index/
+    model: str | None = None  # encoder of that default index (default: the embedded model)
+    shard: tuple[int, int] | None = None  # only the shards j with j % n == i
+    shard_size: int = 100  # passages per resumable unit
+    max_words: int = 32  # apertium: words of each text translated
+    max_query_words: int = 32  # llm: longer queries are dropped
+    max_new_tokens: int = 256  # llm: room for the summary and the query
+    temperature: float = 0.7  # llm: 0 is greedy
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 5
+    batch_size: int = 32  # local causal LM: prompts per forward pass (the CLI's default too)
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.llm is None) == (self.mt is None):
+            raise UserError("synthesize: give exactly one backend: --llm URL|FOLDER or --mt apertium")
+        if self.mt is not None and self.mt not in MT_BACKENDS:
+            raise UserError(f"--mt {self.mt!r}: choose one of {', '.join(MT_BACKENDS)}")
+        if not self.langs:
+            raise UserError("--langs: give at least one target language, e.g. sw,te")
+        for name in ("per_passage", "shard_size", "max_words", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        for name in ("sample", "negatives"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name} {getattr(self, name)}: must be at least 1")
+        if self.index is not None and self.negatives is None:
+            raise UserError("--index is where --negatives are mined from: give --negatives N too")
+        check_llm_settings(self)
 
 
 @dataclass

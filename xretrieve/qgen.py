@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,13 @@ _ISO3 = {iso3: code for code, (_, iso3) in LANGUAGES.items()}
 
 def language_name(code: str) -> str:
     return LANGUAGES.get(code, (code, ""))[0]
+
+
+def check_languages(langs: list[str]) -> None:
+    """Target languages must be known: prompts name them in English and Apertium modes by ISO 639-3 code."""
+    unknown = [lang for lang in langs if lang not in LANGUAGES]
+    if unknown:
+        raise UserError(f"--langs: unknown language code {unknown[0]!r}; known: {', '.join(sorted(LANGUAGES))}")
 
 
 def render_prompt(template: str, lang: str, doc: Document) -> str:
@@ -159,6 +166,14 @@ def lead_text(doc: Document, max_words: int) -> str:
     """Title and leading sentence, cut to `max_words` words: what a pseudo-query is translated from."""
     first = _SENTENCE_END.split(doc.text.strip(), maxsplit=1)[0]
     return " ".join(f"{doc.title} {first}".split()[:max_words])
+
+
+def key_texts(doc: Document, count: int, max_words: int) -> list[str]:
+    """Up to `count` texts to translate into pseudo-queries: the lead text, then the title with each of the
+    longest other sentences (longest first; the longest sentences carry the most content words)."""
+    others = [s for s in _SENTENCE_END.split(doc.text.strip())[1:] if s.strip()]
+    longest = sorted(others, key=lambda s: -len(s.split()))[: count - 1]  # stable: ties keep passage order
+    return [lead_text(doc, max_words)] + [" ".join(f"{doc.title} {s}".split()[:max_words]) for s in longest]
 
 
 def _mode_languages(mode: str) -> tuple[str, str] | None:
@@ -251,9 +266,47 @@ class TranslationGenerator:
         return results
 
 
+# --- backend 3: an LLM (xretrieve/llm.py) -------------------------------------------------------------------------
+
+
+class LLMGenerator:
+    """Queries an LLM writes for a passage in the target language; replies parsed and checked as in `synthesize`."""
+
+    whole_shard = True  # a shard's prompts at once: an endpoint serves them `--concurrency` at a time
+
+    def __init__(self, llm, max_query_words: int):
+        from xretrieve.llm import XQG_PROMPT_VERSION
+
+        self.llm, self.max_query_words = llm, max_query_words
+        self.identity = {**llm.identity, "prompt": XQG_PROMPT_VERSION, "max_query_words": max_query_words}
+        identity = llm.identity
+        self.label = f"llm:{identity.get('model') or identity.get('name') or identity.get('url')}"
+        self.dropped: Counter = Counter()
+
+    def generate(self, docs: list[Document], lang: str, num: int, seed: int) -> list[tuple[str, list[str]]]:
+        from xretrieve.llm import keep_queries, xqg_prompt
+
+        prompts = [xqg_prompt(doc, lang) for doc in docs for _ in range(num)]
+        replies = self.llm.complete(prompts, [_derived_seed(seed, j) for j in range(len(prompts))])
+        return [
+            (self.label, keep_queries(replies[i * num : (i + 1) * num], doc, self.max_query_words, self.dropped))
+            for i, doc in enumerate(docs)
+        ]
+
+    def take_dropped(self) -> dict[str, int]:
+        """Replies dropped since the last call, by reason (a shard's record keeps them)."""
+        dropped, self.dropped = dict(self.dropped), Counter()
+        return dropped
+
+
 def make_generator(config: GenerateConfig):
     if config.backend == "apertium":
         return TranslationGenerator(max_words=config.max_words)
+    if config.backend == "llm":
+        from xretrieve.llm import make_llm
+
+        check_languages(config.langs)
+        return LLMGenerator(make_llm(config), config.max_query_words)
     return Seq2SeqGenerator(
         config.generator,
         device=config.device,
@@ -278,8 +331,6 @@ def generate_queries(config: GenerateConfig, generator=None) -> Path:
     killed run redoes at most one shard per process; `--shard i/n` lets n processes share the work. The
     last process to finish joins the shards into OUT (and OUT.json, the run's provenance).
     """
-    from tqdm import tqdm
-
     out = Path(config.out)
     docs = read_corpus(config.corpus)
     generator = generator or make_generator(config)
@@ -294,37 +345,66 @@ def generate_queries(config: GenerateConfig, generator=None) -> Path:
         "batch_size": config.batch_size,
     }
     parts = parts_folder(out)
-    if out.is_file() and _provenance(out).get("plan") == plan:
+    if out.is_file() and provenance(out).get("plan") == plan:
         return out  # done before
-    todo = [j for j in range(num_shards) if config.shard is None or j % config.shard[1] == config.shard[0]]
-    known = {}
-    with tqdm(total=len(todo), desc="generate-queries", unit="shard", disable=not config.progress) as bar:
-        for j in todo:
-            known[j] = load_shard_record(parts, j, plan)
-            if known[j] is None:
-                shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
-                known[j] = _generate_shard(parts, j, shard_docs, generator, config, plan)
-            bar.update(1)
-    records = finished_records(parts, num_shards, plan, known)
+
+    def build(j: int) -> dict:
+        shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
+        return _generate_shard(parts, j, shard_docs, generator, config, plan)
+
+    records = run_shards(parts, plan, num_shards, config.shard, build, "generate-queries", config.progress)
     if records is None:
         return out  # other shards are still someone else's work
-    with atomic_open(out, "wb") as f:
-        for j in range(num_shards):
-            with open(parts / f"{shard_name(j)}.jsonl", "rb") as part:
-                shutil.copyfileobj(part, f)
-    counts: dict[str, int] = {}
-    for record in records:
-        for lang, count in record["per_lang"].items():
-            counts[lang] = counts.get(lang, 0) + count
-    atomic_write_json(
-        f"{out}.json",
-        {"plan": plan, "corpus": str(Path(config.corpus).resolve()), "passages": len(docs), "queries": counts},
-    )
+    join_shards(out, parts, num_shards)
+    summary = {"plan": plan, "corpus": str(Path(config.corpus).resolve()), "passages": len(docs)}
+    summary["queries"] = sum_counts(r["per_lang"] for r in records)
+    dropped = sum_counts(r.get("dropped", {}) for r in records)
+    atomic_write_json(f"{out}.json", summary | ({"dropped": dropped} if dropped else {}))
     shutil.rmtree(parts)
     return out
 
 
-def _provenance(out: Path) -> dict:
+def run_shards(
+    parts: Path,
+    plan: dict,
+    num_shards: int,
+    shard: tuple[int, int] | None,
+    build: Callable[[int], dict],
+    desc: str,
+    progress: bool,
+) -> list[dict] | None:
+    """Build this process's shards (j % n == i for --shard i/n) that have no finished record of `plan`;
+    `build(j)` writes shard j's files into `parts` and returns its record, written last. Every shard's
+    record once all are finished, else None (other processes still hold some)."""
+    from tqdm import tqdm
+
+    todo = [j for j in range(num_shards) if shard is None or j % shard[1] == shard[0]]
+    known = {}
+    with tqdm(total=len(todo), desc=desc, unit="shard", disable=not progress) as bar:
+        for j in todo:
+            known[j] = load_shard_record(parts, j, plan) or build(j)
+            bar.update(1)
+    return finished_records(parts, num_shards, plan, known)
+
+
+def join_shards(out: str | Path, parts: Path, num_shards: int) -> None:
+    """Concatenate the shards' jsonl files, in shard order, into `out` (atomically)."""
+    with atomic_open(out, "wb") as f:
+        for j in range(num_shards):
+            with open(parts / f"{shard_name(j)}.jsonl", "rb") as part:
+                shutil.copyfileobj(part, f)
+
+
+def sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Per-key sums of the shards' counts (queries per language, drops per reason)."""
+    total: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def provenance(out: str | Path) -> dict:
     path = Path(f"{out}.json")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -349,9 +429,10 @@ def _generate_shard(
                 per_lang[lang] += len(texts)
     name = f"{shard_name(index)}.jsonl"
     write_generated(parts / name, (q for queries in per_doc for q in queries))
-    return write_shard_record(
-        parts, index, {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
-    )
+    record = {"plan": plan, "rows": len(docs), "per_lang": per_lang, "files": checksums(parts, [name])}
+    if hasattr(generator, "take_dropped"):  # backends that check what they made (the LLM's replies)
+        record["dropped"] = generator.take_dropped()
+    return write_shard_record(parts, index, record)
 
 
 def init_t5(
