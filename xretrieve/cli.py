@@ -47,7 +47,9 @@ def _encode(args: argparse.Namespace) -> None:
 def _index(args: argparse.Namespace) -> None:
     from xretrieve.index import build_index
 
-    out = build_index(_config(IndexConfig, args, num_shards=args.shards))
+    out = build_index(
+        _config(IndexConfig, args, num_shards=args.shards, translate_targets=parse_langs(args.translate_targets))
+    )
     print(f"index: {out}")
 
 
@@ -318,6 +320,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--keep-embeddings", action="store_true", help="keep OUT/embeddings after indexing a corpus")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--translate",
+        choices=["apertium"],
+        help="record translate-test: searches also encode each query translated into the documents' languages",
+    )
+    p.add_argument(
+        "--translate-weight", type=float, default=0.5, help="weight of the translations against the query (0..1)"
+    )
+    p.add_argument("--translate-targets", help="languages to translate queries into (default: the documents')")
     _add_ray(p, "encode and build shards as parallel tasks")
 
     p = verb("search", _search, "Search an index with a queries file; write a TREC run.")
@@ -329,6 +340,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--search-params", help="FAISS parameters, e.g. nprobe=64 or efSearch=256")
     p.add_argument("--tag", default="xretrieve", help="run tag (last TREC column)")
     p.add_argument("--device", help="torch device for the query encoder")
+    p.add_argument(
+        "--no-translate",
+        dest="translate",
+        action="store_false",
+        help="search with the queries as given, even if the index records translate-test",
+    )
 
     p = verb("evaluate", _evaluate, "Score a TREC run against qrels (trec_eval measures) or XOR answers (R@kt).", ())
     p.add_argument("--run", required=True)

@@ -70,8 +70,15 @@ class IndexConfig:
     seed: int = 0
     progress: bool = True
     ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
+    translate: str | None = None  # record translate-test: searches translate queries with this backend
+    translate_weight: float = 0.5  # weight of the translations against the query (0..1)
+    translate_targets: list[str] | None = None  # languages to translate into; default: the documents'
 
     def __post_init__(self) -> None:
+        if self.translate is not None and self.translate != "apertium":
+            raise UserError(f"--translate {self.translate!r}: the only backend is apertium")
+        if not 0.0 <= self.translate_weight <= 1.0:
+            raise UserError(f"--translate-weight {self.translate_weight}: must be in [0, 1]")
         if (self.embeddings is None) == (self.corpus is None):
             raise UserError("index: give exactly one of --corpus or --embeddings")
         if self.device not in ("cpu", "cuda"):
@@ -92,6 +99,7 @@ class SearchConfig:
     search_params: str | None = None
     tag: str = "xretrieve"
     device: str | None = None
+    translate: bool = True  # translate-test, when the index records it (--no-translate turns it off)
 
     def __post_init__(self) -> None:
         if self.k < 1:

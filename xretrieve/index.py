@@ -194,6 +194,7 @@ def _build_index(config: IndexConfig, encoder) -> Path:
         if config.factory != AUTO:
             make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
         if _built_from_corpus(config, out, encoder):
+            _record_translate(config, out)
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
         embeddings_dir = out / "embeddings"
@@ -270,12 +271,28 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
                 factory=requested,  # as asked ("auto" stays "auto"); the top-level factory is the one built
             ),
             "docs": docs,
+            "translate": translate_entry(config),
             "shards": shard_entries(records),
             "parents": [
                 {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
             ],
         },
     )
+
+
+def translate_entry(config: IndexConfig) -> dict | None:
+    """How searches of this index translate queries (translate-test), or None: a search default, not part of
+    the index's contents, so changing it rewrites only the manifest."""
+    if config.translate is None:
+        return None
+    return {"backend": config.translate, "weight": config.translate_weight, "targets": config.translate_targets}
+
+
+def _record_translate(config: IndexConfig, out: Path) -> None:
+    manifest = read_manifest(out, INDEX_KIND)
+    if manifest.get("translate") != translate_entry(config):
+        body = {key: value for key, value in manifest.items() if key not in ("format", "format_version")}
+        write_manifest(out, INDEX_KIND, body | {"translate": translate_entry(config)})
 
 
 def _build_settings(

@@ -197,6 +197,8 @@ class Searcher:
         device: str | None = None,
         verify: bool = True,
         search_params: str | None = None,
+        translate: bool = True,
+        translator=None,
     ):
         self.folder = Path(index_dir)
         self.manifest = read_manifest(self.folder, INDEX_KIND)
@@ -209,6 +211,7 @@ class Searcher:
         self.search_params = params
         self.shards = self._open_shards(verify)
         self.docs = DocStore(self.folder, self._docids()) if docs else None
+        self.translate = self._translate_test(translator) if translate else None  # before the model: fail fast
         if encoder is None:
             from xretrieve.model import BiEncoder
 
@@ -217,6 +220,38 @@ class Searcher:
 
         check_compatible(self.manifest["model"], encoder, str(self.folder))
         self.encoder = encoder
+
+    def _translate_test(self, translator):
+        """The query translation the index records (`index --translate`), or None."""
+        settings = self.manifest.get("translate")
+        if not settings:
+            return None
+        from xretrieve.translate import TranslateTest, apertium_available, check_translate_settings
+
+        check_translate_settings(settings)
+        if translator is None and not apertium_available():
+            raise UserError(
+                f"{self.folder}: this index searches with queries translated by Apertium, which is not installed "
+                "here (apt-get install apertium apertium-eng-spa ...); pass --no-translate to search without"
+            )
+        return TranslateTest(settings, list(self.langs), translator=translator)
+
+    def query_vectors(
+        self,
+        texts: list[str],
+        query_langs: list[str | None] | None = None,
+        langs: list[str] | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """The vectors to search with: each query encoded, and combined with its translations when the index
+        records translate-test (`query_langs` name the queries' languages; None or "" are guessed)."""
+        if self.translate is None:
+            return self.encoder.encode_queries(list(texts), batch_size=batch_size)
+        return self.translate.query_vectors(self.encoder, list(texts), query_langs, langs, batch_size=batch_size)
+
+    def close(self) -> None:
+        if self.translate is not None:
+            self.translate.close()
 
     def _open_shards(self, verify: bool) -> list:
         return [_Shard(self.folder, entry, self.search_params, verify) for entry in self.manifest["shards"]]
@@ -234,9 +269,15 @@ class Searcher:
         return self.manifest.get("langs", {})
 
     def search(
-        self, queries: list[str], k: int = 10, langs: list[str] | None = None, batch_size: int = 32
+        self,
+        queries: list[str],
+        k: int = 10,
+        langs: list[str] | None = None,
+        batch_size: int = 32,
+        query_langs: list[str | None] | None = None,
     ) -> list[list[Hit]]:
-        vectors = self.encoder.encode_queries(list(queries), batch_size=batch_size)
+        self._check_langs(langs)
+        vectors = self.query_vectors(list(queries), query_langs, langs, batch_size=batch_size)
         return self.search_vectors(vectors, k=k, langs=langs)
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, langs: list[str] | None = None) -> list[list[Hit]]:
@@ -262,9 +303,23 @@ def run_search(config: SearchConfig, encoder=None) -> Path:
     """Search a queries file and write a TREC run plus its provenance (`RUN.json`)."""
     queries = read_queries(config.queries)
     searcher = Searcher(
-        config.index, model=config.model, encoder=encoder, device=config.device, search_params=config.search_params
+        config.index,
+        model=config.model,
+        encoder=encoder,
+        device=config.device,
+        search_params=config.search_params,
+        translate=config.translate,
     )
-    results = searcher.search([q.text for q in queries], k=config.k, langs=config.langs, batch_size=config.batch_size)
+    try:
+        results = searcher.search(
+            [q.text for q in queries],
+            k=config.k,
+            langs=config.langs,
+            batch_size=config.batch_size,
+            query_langs=[q.lang or None for q in queries],
+        )
+    finally:
+        searcher.close()
     write_run(
         config.out,
         ((q.id, [(h.docid, h.score) for h in hits]) for q, hits in zip(queries, results, strict=True)),
@@ -275,5 +330,6 @@ def run_search(config: SearchConfig, encoder=None) -> Path:
         k=config.k,
         langs=config.langs,
         search_params=searcher.search_params,
+        translate=searcher.translate.stats if searcher.translate else None,
     )
     return Path(config.out)

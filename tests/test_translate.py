@@ -1,0 +1,245 @@
+"""Translate-test: queries combined with their translations into the documents' languages."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import FakeEncoder, write_corpus
+from test_qgen import apertium_or_skip
+
+from xretrieve.cli import main
+from xretrieve.config import IndexConfig
+from xretrieve.errors import UserError
+from xretrieve.index import build_index
+from xretrieve.search import Searcher
+from xretrieve.translate import QueryTranslator, combine
+
+
+class FakeEngine:
+    modes = {("es", "en"): "spa-eng", ("en", "es"): "eng-spa", ("fr", "es"): "fr-es"}
+
+
+class FakeTranslator:
+    """Translation by prefixing the target language; routes as in FakeEngine (fr reaches en through es)."""
+
+    def __init__(self):
+        self.engine = FakeEngine()
+        self.calls = []
+
+    def translate(self, text, source, target):
+        self.calls.append((text, source, target))
+        reachable = {("es", "en"), ("en", "es"), ("fr", "es"), ("fr", "en")}
+        return f"[{target}] {text}" if (source, target) in reachable else None
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return FakeEncoder(dim=16)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, encoder):
+    folder = tmp_path_factory.mktemp("tt")
+    corpus = write_corpus(folder / "corpus.jsonl", 300, langs=("en", "es", "ja"))
+    config = IndexConfig(
+        out=str(folder / "index"),
+        corpus=str(corpus),
+        factory="Flat",
+        progress=False,
+        translate="apertium",
+        translate_weight=0.25,
+    )
+    return build_index(config, encoder=encoder)
+
+
+def oracle(encoder, text, translations, weight):
+    q = encoder.vector(text)
+    if not translations:
+        return q
+    v = (1 - weight) * q + weight * np.mean([encoder.vector(t) for t in translations], axis=0)
+    return v / np.linalg.norm(v)
+
+
+def test_the_manifest_records_translate_test(index):
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["translate"] == {"backend": "apertium", "weight": 0.25, "targets": None}
+
+
+def test_query_vectors_combine_the_query_with_its_translations_exactly(index, encoder):
+    translator = FakeTranslator()
+    searcher = Searcher(index, encoder=encoder, translator=translator)
+    texts = ["hola mundo", "bonjour le monde", "hello world", "こんにちは"]
+    vectors = searcher.query_vectors(texts, ["es", "fr", "en", "ja"])
+    expected = [
+        oracle(encoder, "hola mundo", ["[en] hola mundo"], 0.25),  # es -> en (its own language is not a target)
+        oracle(encoder, "bonjour le monde", ["[en] bonjour le monde", "[es] bonjour le monde"], 0.25),
+        oracle(encoder, "hello world", ["[es] hello world"], 0.25),
+        encoder.vector("こんにちは"),  # no route from ja: the query alone
+    ]
+    np.testing.assert_allclose(vectors, np.stack(expected), atol=1e-6)
+    hits = searcher.search(texts, k=5, query_langs=["es", "fr", "en", "ja"])
+    exact = searcher.search_vectors(np.stack(expected), k=5)
+    assert [[h.docid for h in row] for row in hits] == [[h.docid for h in row] for row in exact]
+    assert searcher.translate.stats == {"queries": 8, "translated": 6, "translations": 8}
+
+
+def test_a_language_filter_limits_the_translations(index, encoder):
+    translator = FakeTranslator()
+    searcher = Searcher(index, encoder=encoder, translator=translator)
+    searcher.search(["bonjour"], k=3, langs=["es"], query_langs=["fr"])
+    assert [call[2] for call in translator.calls] == ["es"]
+
+
+def test_no_translate_and_untranslatable_queries_search_as_before(index, encoder):
+    plain = Searcher(index, encoder=encoder, translate=False)
+    assert plain.translate is None
+    np.testing.assert_allclose(plain.query_vectors(["hola"], ["es"]), encoder.vector("hola")[None], atol=1e-7)
+
+
+def test_queries_without_a_language_are_guessed(index, encoder):
+    class Guesser:
+        def guess(self, text):
+            return "es" if "hola" in text else None
+
+    from xretrieve.translate import TranslateTest
+
+    test = TranslateTest({"weight": 0.5}, ["en", "es"], translator=FakeTranslator(), guesser=Guesser())
+    vectors = test.query_vectors(encoder, ["hola", "???"], None)
+    np.testing.assert_allclose(vectors[0], oracle(encoder, "hola", ["[en] hola"], 0.5), atol=1e-6)
+    np.testing.assert_allclose(vectors[1], encoder.vector("???"), atol=1e-7)
+
+
+def test_combine_is_the_weighted_mean_renormalised():
+    q, t1, t2 = np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.0, -1.0])
+    np.testing.assert_allclose(combine(q, [t1], 0.5), [2**-0.5, 2**-0.5])
+    np.testing.assert_allclose(combine(q, [t1, t2], 0.5), [1.0, 0.0])  # translations that cancel leave q
+    np.testing.assert_allclose(combine(q, [], 0.9), q)
+
+
+def test_bad_translate_settings_are_refused(tmp_path, encoder, index):
+    with pytest.raises(UserError, match="--translate-weight 1.5"):
+        IndexConfig(out="x", corpus="c", translate="apertium", translate_weight=1.5)
+    with pytest.raises(UserError, match="only backend is apertium"):
+        IndexConfig(out="x", corpus="c", translate="google")
+    manifest = json.loads((index / "manifest.json").read_text())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in index.iterdir():
+        if path.is_file():
+            (broken / path.name).write_bytes(path.read_bytes())
+    manifest["translate"] = {"backend": "apertium", "weight": "high"}
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="weight 'high'"):
+        Searcher(broken, encoder=encoder, translator=FakeTranslator())
+
+
+def test_a_rerun_with_other_translate_settings_rewrites_only_the_manifest(tmp_path, encoder):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 40, langs=("en", "es"))
+    out = tmp_path / "index"
+    build_index(IndexConfig(out=str(out), corpus=str(corpus), factory="Flat", progress=False), encoder=encoder)
+    shard = (out / "shard-00000.faiss").stat().st_mtime_ns
+    calls = encoder.calls
+    build_index(
+        IndexConfig(out=str(out), corpus=str(corpus), factory="Flat", progress=False, translate="apertium"),
+        encoder=encoder,
+    )
+    assert encoder.calls == calls and (out / "shard-00000.faiss").stat().st_mtime_ns == shard
+    assert json.loads((out / "manifest.json").read_text())["translate"]["backend"] == "apertium"
+
+
+def test_apertium_pipelines_stay_up_and_pivot():
+    engine = apertium_or_skip()
+    translator = QueryTranslator(engine)
+    try:
+        assert translator.translate("The dog eats meat.", "en", "es") == "El perro come carne."
+        # fr has no pair to it here: fr -> es -> it, through two long-lived pipelines
+        via = translator.translate("Le chien mange.", "fr", "it")
+        assert via and via == translator.translate(translator.translate("Le chien mange.", "fr", "es"), "es", "it")
+        # characters that mean something in Apertium's stream format come back as they went in
+        assert translator.translate("a [b] ^c$ / <d>", "en", "es") == "Un [b] ^c$ / <d>"
+        pids = {mode: pipe.process.pid for mode, pipe in translator.pipes.items()}
+        translator.translate("The cat.", "en", "es")
+        assert {mode: pipe.process.pid for mode, pipe in translator.pipes.items()} == pids
+    finally:
+        translator.close()
+    assert translator.translate("The dog.", "ja", "es") is None  # no route: nothing started
+
+
+def test_search_cli_translates_and_no_translate_turns_it_off(tmp_path, tiny_model):
+    apertium_or_skip()
+    corpus = tmp_path / "corpus.jsonl"
+    docs = [("d1", "en", "The dog eats meat."), ("d2", "es", "El gato duerme."), ("d3", "en", "The city library.")]
+    corpus.write_text("".join(json.dumps({"id": i, "lang": lang, "text": t}) + "\n" for i, lang, t in docs))
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "q1", "text": "El perro come carne.", "lang": "es"}) + "\n")
+    index = tmp_path / "index"
+    base = ["--quiet"]
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(index),
+                "--model",
+                str(tiny_model),
+                "--translate",
+                "apertium",
+                *base,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["search", "--index", str(index), "--queries", str(queries), "--out", str(tmp_path / "a.trec"), *base])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(index),
+                "--queries",
+                str(queries),
+                "--out",
+                str(tmp_path / "b.trec"),
+                "--no-translate",
+                *base,
+            ]
+        )
+        == 0
+    )
+    translated = json.loads((tmp_path / "a.trec.json").read_text())["translate"]
+    assert translated == {"queries": 1, "translated": 1, "translations": 1}
+    assert json.loads((tmp_path / "b.trec.json").read_text())["translate"] is None
+    assert (tmp_path / "a.trec").read_text() != (tmp_path / "b.trec").read_text()
+
+
+def test_language_guessing_with_lingua():
+    pytest.importorskip("lingua")
+    from xretrieve.translate import LanguageGuesser
+
+    guesser = LanguageGuesser(["en", "es", "fr", "de"])
+    assert guesser.guess("¿Dónde está la biblioteca de la ciudad?") == "es"
+    assert guesser.guess("Où se trouve la bibliothèque de la ville ?") == "fr"
+    assert LanguageGuesser(["en"]).guess("anything") == "en"
+
+
+def test_an_index_that_translates_needs_apertium_or_no_translate(index, encoder, tmp_path):
+    script = (
+        "import shutil, sys; shutil.which = lambda name, *a, **k: None\n"
+        "from xretrieve.cli import main\n"
+        f"sys.exit(main(['search', '--index', {str(index)!r}, '--queries', {str(tmp_path / 'q.tsv')!r}, "
+        f"'--out', {str(tmp_path / 'r.trec')!r}]))\n"
+    )
+    (tmp_path / "q.tsv").write_text("q1\thola\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "pass --no-translate" in done.stderr

@@ -1,0 +1,214 @@
+"""Translate-test: queries translated at query time into the documents' languages, with Apertium.
+
+A search encodes a query and its translations into the index's document languages, and searches with their
+weighted mean: (1 - w) q + w mean(t_D), renormalised. With inner-product scores that is exactly score fusion
+(CombSUM) of the separate searches, at the cost of one search; benchmarks/adapt_xling.py measures it against
+reciprocal rank fusion.
+
+Apertium's own `apertium` script starts its whole pipeline per call (dictionaries load in about 100 ms), so
+query-time translation keeps one long-lived pipeline per mode in null-flush mode: each text goes in ended by
+a NUL byte and comes back, translated, ended by one (about 1 ms for a short query).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from xretrieve.errors import UserError
+from xretrieve.qgen import LANGUAGES
+
+TRANSLATE_BACKENDS = ("apertium",)
+DEFAULT_WEIGHT = 0.5
+# characters with a meaning in Apertium's stream format, escaped on the way in (its txt deformatter does this)
+_STREAM_SPECIAL = re.compile(r"([\\\[\]{}^$/<>@*#~+|])")
+_ESCAPED = re.compile(r"\\(.)")
+_MARKS = re.compile(r"(?<!\S)[*#@~]")  # unknown/untranslated-word marks that still leak
+
+
+def _modes_folder(command: str) -> Path:
+    """Where `apertium` reads its modes: PREFIX/share/apertium/modes beside PREFIX/bin/apertium."""
+    return Path(command).resolve().parent.parent / "share" / "apertium" / "modes"
+
+
+class ApertiumPipe:
+    """One mode's pipeline (lt-proc, tagger, transfer, generator...) kept running in null-flush mode."""
+
+    def __init__(self, command: str, mode: str):
+        mode_file = _modes_folder(command) / f"{mode}.mode"
+        listed = subprocess.run(
+            ["apertium-wblank-mode", "-z", str(mode_file)], capture_output=True, text=True, check=False
+        )
+        if listed.returncode != 0 or not listed.stdout.strip():
+            raise UserError(f"apertium mode {mode}: cannot read {mode_file}: {listed.stderr.strip()[:200]}")
+        # $1 is the generator's option (-n: no marks on unknown words), $2 the tagger's (none)
+        pipeline = listed.stdout.strip().replace("$1", "-n").replace("$2", "")
+        self.mode = mode
+        self.process = subprocess.Popen(
+            ["bash", "-c", pipeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.lock = threading.Lock()
+
+    def translate(self, text: str) -> str:
+        # a trailing blank makes each stage emit its last word before the NUL instead of waiting for more input
+        escaped = _STREAM_SPECIAL.sub(r"\\\1", " ".join(text.split())) + "\n"
+        with self.lock:
+            if self.process.poll() is not None:
+                raise UserError(f"apertium {self.mode} stopped (exit {self.process.returncode})")
+            self.process.stdin.write(escaped.encode("utf-8") + b"\0")
+            self.process.stdin.flush()
+            out = bytearray()
+            while not out.endswith(b"\0"):
+                chunk = self.process.stdout.read1(65536)
+                if not chunk:
+                    raise UserError(f"apertium {self.mode} closed its output")
+                out += chunk
+        text = _ESCAPED.sub(r"\1", out[:-1].decode("utf-8", errors="replace"))
+        return " ".join(_MARKS.sub(" ", text).split())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.kill()
+            self.process.wait()
+
+
+class QueryTranslator:
+    """Translates queries from their language into target languages through the installed Apertium pairs,
+    pivoting where no direct pair exists; pipelines start on first use and stay up."""
+
+    def __init__(self, engine=None):
+        from xretrieve.qgen import ApertiumEngine
+
+        self.engine = engine or ApertiumEngine()
+        self.pipes: dict[str, ApertiumPipe] = {}
+        self._routes: dict[tuple[str, str], list[str] | None] = {}
+        self.lock = threading.Lock()
+
+    def route(self, source: str, target: str) -> list[str] | None:
+        key = (source, target)
+        if key not in self._routes:
+            self._routes[key] = self.engine.route(source, target) if source != target else None
+        return self._routes[key]
+
+    def _pipe(self, mode: str) -> ApertiumPipe:
+        with self.lock:
+            if mode not in self.pipes:
+                self.pipes[mode] = ApertiumPipe(self.engine.command, mode)
+            return self.pipes[mode]
+
+    def translate(self, text: str, source: str, target: str) -> str | None:
+        chain = self.route(source, target)
+        if not chain:
+            return None
+        for mode in chain:
+            text = self._pipe(mode).translate(text)
+        return text or None
+
+    def close(self) -> None:
+        for pipe in self.pipes.values():
+            pipe.close()
+        self.pipes.clear()
+
+
+class LanguageGuesser:
+    """Offline language identification (lingua-language-detector) among the languages an index can use."""
+
+    def __init__(self, candidates: list[str]):
+        try:
+            from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+        except ImportError:
+            raise UserError(
+                "queries without a language need lingua-language-detector to guess it: "
+                "pip install 'xretrieve[translate]', or give each query a lang"
+            ) from None
+        languages = []
+        for code in candidates:
+            try:
+                languages.append(Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())))
+            except (AttributeError, ValueError):
+                continue  # a language lingua does not know: never guessed, so never translated from
+        if len(languages) < 2:
+            self.detector, self.only = None, languages[0].iso_code_639_1.name.lower() if languages else None
+        else:
+            self.detector = LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+
+    def guess(self, text: str) -> str | None:
+        if self.detector is None:
+            return self.only
+        found = self.detector.detect_language_of(text)
+        return found.iso_code_639_1.name.lower() if found else None
+
+
+def combine(query: np.ndarray, translations: list[np.ndarray], weight: float) -> np.ndarray:
+    """(1 - w) q + w mean(t), unit length; q alone when there is no translation."""
+    if not translations:
+        return query
+    mixed = (1 - weight) * query + weight * np.mean(translations, axis=0)
+    norm = np.linalg.norm(mixed)
+    return (mixed / norm).astype(np.float32) if norm > 0 else query
+
+
+class TranslateTest:
+    """What an index records under "translate" in its manifest, put to work: the query vectors of a search."""
+
+    def __init__(self, settings: dict, doc_langs: list[str], translator=None, guesser=None):
+        self.weight = float(settings.get("weight", DEFAULT_WEIGHT))
+        self.targets = [lang for lang in settings.get("targets") or doc_langs if lang]
+        self.translator = translator or QueryTranslator()
+        # guess among every language the project names, not only translatable ones: a query in a language no
+        # pair covers must be recognised as such, not taken for its nearest neighbour and mistranslated
+        self.sources = sorted(set(LANGUAGES) | set(self.targets))
+        self._guesser = guesser
+        self.stats = {"queries": 0, "translated": 0, "translations": 0}
+
+    def guess(self, text: str) -> str | None:
+        if self._guesser is None:
+            self._guesser = LanguageGuesser(self.sources)
+        return self._guesser.guess(text)
+
+    def translations(self, text: str, lang: str | None, langs: list[str] | None = None) -> list[str]:
+        """The query in each target language it can reach (those of `langs` only, when a filter is given)."""
+        lang = lang or self.guess(text)
+        if not lang:
+            return []
+        targets = [t for t in self.targets if t != lang and (not langs or t in langs)]
+        found = (self.translator.translate(text, lang, target) for target in targets)
+        return [t for t in found if t]
+
+    def query_vectors(self, encoder, texts: list[str], query_langs, langs=None, batch_size: int = 32) -> np.ndarray:
+        """Each query's vector: its own encoding combined with its translations', all encoded in one batch."""
+        query_langs = list(query_langs or [None] * len(texts))
+        extra = [self.translations(t, lang, langs) for t, lang in zip(texts, query_langs, strict=True)]
+        flat = list(texts) + [t for group in extra for t in group]
+        vectors = encoder.encode_queries(flat, batch_size=batch_size)
+        out, start = [], len(texts)
+        for row, group in enumerate(extra):
+            out.append(combine(vectors[row], list(vectors[start : start + len(group)]), self.weight))
+            start += len(group)
+        self.stats["queries"] += len(texts)
+        self.stats["translated"] += sum(1 for group in extra if group)
+        self.stats["translations"] += sum(len(group) for group in extra)
+        return np.stack(out).astype(np.float32) if out else vectors
+
+    def close(self) -> None:
+        self.translator.close()
+
+
+def check_translate_settings(settings: dict) -> dict:
+    backend = settings.get("backend")
+    if backend not in TRANSLATE_BACKENDS:
+        raise UserError(f"translate: unknown backend {backend!r} (have: {', '.join(TRANSLATE_BACKENDS)})")
+    weight = settings.get("weight", DEFAULT_WEIGHT)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0.0 <= weight <= 1.0:
+        raise UserError(f"translate: weight {weight!r} must be a number in [0, 1]")
+    return settings
+
+
+def apertium_available() -> bool:
+    return shutil.which("apertium") is not None and shutil.which("apertium-wblank-mode") is not None
