@@ -220,6 +220,14 @@ def _synthesize(args: argparse.Namespace) -> None:
     print(f"training data: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
 
 
+def _adapt(args: argparse.Namespace) -> None:
+    from xretrieve.adapt import adapt
+    from xretrieve.config import AdaptConfig
+
+    out = adapt(_config(AdaptConfig, args, langs=parse_langs(args.langs) or []))
+    print(f"index: {out}")
+
+
 def _train_generator(args: argparse.Namespace) -> None:
     from xretrieve.config import TrainGeneratorConfig
     from xretrieve.qgen import train_generator
@@ -448,6 +456,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--shard-size", type=int, default=100, help="passages per resumable shard")
     p.add_argument("--device", help="torch device for a local LLM and the negatives' encoder")
     _add_llm(p, max_new_tokens=256, temperature=0.7)
+
+    p = verb("adapt", _adapt, "Adapt retrieval to a corpus in one command: an index that searches it cross-lingually.")
+    p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?)")
+    p.add_argument("--out", required=True, help="index folder; the stages' artifacts go inside it")
+    p.add_argument("--langs", required=True, help="the languages users ask in, e.g. en,es,fr")
+    p.add_argument("--llm", metavar="URL|FOLDER", help="write queries with an LLM instead of Apertium (see synthesize)")
+    p.add_argument("--llm-model", help="the model name the endpoint serves")
+    p.add_argument(
+        "--train-steps", type=int, default=40, help="fine-tuning steps on the synthetic pairs; 0: none (default 40)"
+    )
+    p.add_argument("--train-batch-size", type=int, default=32, help="fine-tuning batch size (default 32)")
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate (default 5e-5)")
+    p.add_argument("--alpha", type=float, default=0.5, help="xQG weight of the generated queries (default 0.5)")
+    p.add_argument("--translate-weight", type=float, default=0.5, help="weight of a query's translations (default 0.5)")
+    p.add_argument("--no-translate", dest="translate", action="store_false", help="do not record translate-test")
+    p.add_argument("--factory", default="auto", help="FAISS factory string (default auto, as index)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="fine-tuning precision")
+    p.add_argument("--device", help="torch device (cuda where there is a GPU)")
+    p.add_argument("--seed", type=int, default=0)
 
     p = verb("train-generator", _train_generator, "Fine-tune a seq2seq model to write queries for passages (xQG).")
     p.add_argument("--out", required=True, help="generator folder (checkpoints in OUT/checkpoints; resumes)")

@@ -411,3 +411,46 @@ class AugmentConfig:
             raise UserError(f"--alpha {self.alpha}: must be in [0, 1]")
         if self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size}: must be at least 1")
+
+
+@dataclass
+class AdaptConfig:
+    """`xretrieve adapt`: the defaults are the settings that measured best on held-out data
+    (benchmarks/results/adapt_xling.md)."""
+
+    corpus: str
+    out: str
+    langs: list[str]  # the languages users ask in: passages get queries in them, queries are translated from them
+    model: str | None = None  # the base model (default: the embedded model)
+    llm: str | None = None  # synthesize and generate queries with an LLM (URL or folder) instead of Apertium
+    llm_model: str | None = None
+    train_steps: int = 40  # translate-train budget; 0: no fine-tuning
+    train_batch_size: int = 32
+    learning_rate: float = 5e-5
+    temperature: float = 0.01  # contrastive temperature (e5's own)
+    max_seq_length: int = 128  # while fine-tuning
+    alpha: float = 0.5  # xQG: (1 - a) passage + a mean(generated queries)
+    translate: bool = True  # record translate-test in the index
+    translate_weight: float = 0.5
+    factory: str = "auto"
+    batch_size: int = 32
+    precision: str = "fp32"
+    device: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.langs:
+            raise UserError("--langs: give the languages users ask in, e.g. en,es,fr")
+        from xretrieve.qgen import check_languages
+
+        check_languages(self.langs)
+        if self.train_steps < 0:
+            raise UserError(f"--train-steps {self.train_steps}: must be 0 (no fine-tuning) or more")
+        for name in ("alpha", "translate_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be in [0, 1]")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.train_batch_size < 2 or self.batch_size < 1:
+            raise UserError("--train-batch-size must be at least 2 and --batch-size at least 1")

@@ -1,0 +1,307 @@
+"""Adaptation ablation on real cross-lingual text: each component of `xretrieve adapt` alone and together.
+
+Data: benchmarks/data/mo-xling (Debian's translated interface messages, 10 languages; tuned on its dev
+queries, reported on its held-out test queries) and benchmarks/data/bible-xling (12 languages, never tuned on).
+A pair (A, B) searches the queries of language A among the documents of language B only; `mixed` searches all
+languages but the query's own at once. Measures: RR@10 (MRR@10) and R@10, averaged over queries, then pairs.
+Pairs are reported in three groups: covered (both languages reachable through the installed Apertium pairs),
+uncovered (at least one not), and same-language (control).
+
+Components, all offline (Apertium pairs: eng-spa, eng-cat, spa-cat, fr-es, fra-cat, spa-ita, cat-ita, es-pt,
+por-cat where installed):
+- xQG: each passage's lead text translated into the other covered languages (`generate-queries --backend
+  apertium`), folded into its embedding (`augment`, mean mode) with weight alpha;
+- translate-test: each query translated into the document language, combined with weight w (what `search`
+  does for an index built with `--translate apertium`), against reciprocal rank fusion of the two searches;
+- translate-train: `synthesize --mt apertium` pairs from the corpus, `train` for N steps, everything re-encoded;
+- adapt: the real `xretrieve adapt` command with its defaults, searched with plain `Searcher` as a user would.
+
+The sweeps (alpha, w, steps) are computed from cached vectors in numpy: the same arithmetic as `augment` and
+translate-test, exact search. Choices are made on mo-xling's dev queries only.
+
+    .venv/bin/python benchmarks/adapt_xling.py [--work runs/adapt-xling] [--steps 0,40] [--skip-adapt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+
+from xretrieve.config import GenerateConfig, SynthesizeConfig, TrainConfig
+from xretrieve.formats import iter_generated, read_corpus, read_qrels, read_queries
+from xretrieve.manifest import atomic_write_json
+from xretrieve.qgen import ApertiumEngine, generate_queries
+from xretrieve.synthesize import synthesize
+
+HERE = Path(__file__).parent
+DATASETS = {
+    "mo-xling": {"tune": ("queries-dev.jsonl", "qrels-dev.txt"), "test": ("queries-test.jsonl", "qrels-test.txt")},
+    "bible-xling": {"test": ("queries.jsonl", "qrels.txt")},
+}
+ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class Data:
+    def __init__(self, name: str, split: str):
+        folder = HERE / "data" / name
+        queries_file, qrels_file = DATASETS[name][split]
+        self.name, self.split = name, split
+        self.docs = read_corpus(folder / "corpus.jsonl")
+        self.corpus = folder / "corpus.jsonl"
+        self.queries = read_queries(folder / queries_file)
+        self.queries_file = folder / queries_file
+        qrels = read_qrels(folder / qrels_file)
+        self.langs = sorted({d.lang for d in self.docs})
+        row = {d.id: i for i, d in enumerate(self.docs)}
+        # the relevant document of each query in each language (every dataset here has exactly one)
+        self.relevant = {
+            q.id: {self.docs[row[d]].lang: row[d] for d, rel in qrels[q.id].items() if rel > 0} for q in self.queries
+        }
+
+
+def covered_langs(engine: ApertiumEngine, langs: list[str]) -> list[str]:
+    """Languages that reach, and are reached from, every other such language through installed pairs."""
+    return [
+        a
+        for a in langs
+        if all(
+            engine.route(a, b) and engine.route(b, a)
+            for b in langs
+            if b != a and b in {x for pair in engine.modes for x in pair}
+        )
+    ]
+
+
+def translate_all(engine: ApertiumEngine, texts: list[str], source: str, target: str) -> list[str] | None:
+    chain = engine.route(source, target)
+    if not chain:
+        return None
+    for mode in chain:
+        texts = engine.translate(texts, mode)
+    return texts
+
+
+class Vectors:
+    """Every encoding one model gives a data split: documents, queries, query translations, generated queries."""
+
+    def __init__(self, encoder, data: Data, translations: dict, generated: dict[int, list[str]], cache: Path):
+        cache.mkdir(parents=True, exist_ok=True)
+
+        def cached(name, texts, side):
+            path = cache / f"{name}.npy"
+            if not path.is_file():
+                fn = encoder.encode_passages if side == "passage" else encoder.encode_queries
+                np.save(path, np.asarray(fn(texts, batch_size=64), np.float32) if texts else np.zeros((0, 384)))
+            return np.load(path)
+
+        from xretrieve.formats import passage_text
+
+        self.docs = cached("docs", [passage_text(d) for d in data.docs], "passage")
+        self.queries = cached(f"queries-{data.split}", [q.text for q in data.queries], "query")
+        keys = sorted(translations)  # (query row, target language)
+        flat = cached(f"translations-{data.split}", [translations[k] for k in keys], "query")
+        self.translations = {k: flat[i] for i, k in enumerate(keys)}
+        gkeys = sorted(generated)
+        gtexts = [t for k in gkeys for t in generated[k]]
+        gflat = cached("generated", gtexts, "query")
+        self.generated_mean, start = {}, 0
+        for k in gkeys:
+            self.generated_mean[k] = gflat[start : start + len(generated[k])].mean(axis=0)
+            start += len(generated[k])
+
+    def augmented(self, alpha: float) -> np.ndarray:
+        """augment --mode mean: (1 - a) e_p + a mean(e_q) for passages with generated queries, e_p otherwise."""
+        docs = self.docs.copy()
+        for row, g in self.generated_mean.items():
+            docs[row] = (1 - alpha) * docs[row] + alpha * g
+        return docs
+
+
+def evaluate(data: Data, vectors: Vectors, alpha: float, weight: float, fusion: str = "mean") -> dict:
+    """{A: {B or "mixed": {"RR@10", "R@10"}}}, exact search over the pair's documents."""
+    docs = vectors.augmented(alpha)
+    by_lang = {lang: [i for i, d in enumerate(data.docs) if d.lang == lang] for lang in data.langs}
+    results: dict = defaultdict(dict)
+    for a in data.langs:
+        rows = [i for i, q in enumerate(data.queries) if q.lang == a]
+        if not rows:
+            continue
+        for b in [*data.langs, "mixed"]:
+            targets = [x for x in data.langs if x != a] if b == "mixed" else [b]
+            cols = [c for t in targets for c in by_lang[t]]
+            position = {c: i for i, c in enumerate(cols)}
+            queries = vectors.queries[rows]
+            trans = np.stack([translation_mean(vectors, r, targets, queries[n]) for n, r in enumerate(rows)])
+            has = np.array([any((r, t) in vectors.translations for t in targets) for r in rows])
+            if fusion == "rrf":
+                scores = rrf(queries @ docs[cols].T, trans @ docs[cols].T, has)
+            else:
+                mixed = np.where(has[:, None], unit((1 - weight) * queries + weight * trans), queries)
+                scores = mixed @ docs[cols].T
+            relevant = [[position[data.relevant[data.queries[r].id][t]] for t in targets] for r in rows]
+            ranks = np.array(
+                [min(int((s > s[x]).sum()) + 1 for x in rel) for s, rel in zip(scores, relevant, strict=True)]
+            )
+            results[a][b] = {
+                "RR@10": float(np.where(ranks <= 10, 1 / ranks, 0).mean()),
+                "R@10": float((ranks <= 10).mean()),
+            }
+    return results
+
+
+def translation_mean(vectors: Vectors, row: int, targets: list[str], fallback: np.ndarray) -> np.ndarray:
+    found = [vectors.translations[(row, t)] for t in targets if (row, t) in vectors.translations]
+    return np.mean(found, axis=0) if found else fallback
+
+
+def rrf(a: np.ndarray, b: np.ndarray, has: np.ndarray, k: int = 60) -> np.ndarray:
+    """Reciprocal rank fusion of two score matrices (rows without a translation keep their own ranking)."""
+    ranks = [np.argsort(np.argsort(-m, axis=1), axis=1) for m in (a, b)]
+    fused = 1.0 / (k + ranks[0] + 1) + 1.0 / (k + ranks[1] + 1)
+    return np.where(has[:, None], fused, -ranks[0].astype(np.float64))
+
+
+def summarize(results: dict, covered: list[str]) -> dict:
+    groups = defaultdict(list)
+    for a, row in results.items():
+        for b, scores in row.items():
+            if b == "mixed":
+                groups["mixed, covered query language" if a in covered else "mixed, uncovered query language"].append(
+                    scores
+                )
+            elif a == b:
+                groups["same language"].append(scores)
+            elif a in covered and b in covered:
+                groups["covered pairs"].append(scores)
+            else:
+                groups["uncovered pairs"].append(scores)
+    return {g: {m: round(mean(s[m] for s in v), 4) for m in ("RR@10", "R@10")} for g, v in sorted(groups.items())}
+
+
+def prepare(data: Data, engine: ApertiumEngine, covered: list[str], work: Path) -> tuple[dict, dict]:
+    """Query translations into every other covered language, and xQG pseudo-queries for every passage."""
+    path = work / f"translations-{data.split}.json"
+    if not path.is_file():
+        translations = {}
+        for a in covered:
+            rows = [i for i, q in enumerate(data.queries) if q.lang == a]
+            for b in covered:
+                if b != a:
+                    out = translate_all(engine, [data.queries[i].text for i in rows], a, b) or []
+                    translations.update({f"{r} {b}": t for r, t in zip(rows, out, strict=True) if t})
+        atomic_write_json(path, translations)
+    translations = {(int(k.split()[0]), k.split()[1]): v for k, v in json.loads(path.read_text()).items()}
+    generated_path = generate_queries(
+        GenerateConfig(
+            corpus=str(data.corpus),
+            out=str(work / "generated.jsonl"),
+            langs=covered,
+            backend="apertium",
+            progress=False,
+        )
+    )
+    row = {d.id: i for i, d in enumerate(data.docs)}
+    generated: dict[int, list[str]] = defaultdict(list)
+    for g in iter_generated(generated_path):
+        generated[row[g.docid]].append(g.text)
+    return translations, dict(generated)
+
+
+def trained_model(data_name: str, corpus: Path, covered: list[str], steps: int, work: Path) -> Path:
+    from xretrieve.train import train
+
+    model = work / f"model-{steps}"
+    if not (model / "xretrieve.json").is_file():
+        train_data = synthesize(
+            SynthesizeConfig(
+                corpus=str(corpus), out=str(work / "synthetic.jsonl"), langs=covered, mt="apertium", progress=False
+            )
+        )
+        train(
+            TrainConfig(
+                train_data=str(train_data),
+                out=str(model),
+                max_steps=steps,
+                batch_size=32,
+                max_seq_length=64,
+                temperature=0.01,
+                learning_rate=5e-5,
+                batches="same-language",
+                device="cpu",
+                save_steps=max(steps, 1),
+                progress=False,
+            )
+        )
+    return model
+
+
+def sweep(data: Data, vectors: Vectors, covered: list[str]) -> dict:
+    """Every condition computable from one model's vectors, summarized by pair group."""
+    runs = {"base": (0.0, 0.0, "mean")}
+    runs |= {f"xqg alpha={a}": (a, 0.0, "mean") for a in ALPHAS[1:]}
+    runs |= {f"translate-test w={w}": (0.0, w, "mean") for w in WEIGHTS[1:]}
+    runs["translate-test rrf"] = (0.0, 0.0, "rrf")
+    runs |= {f"xqg alpha={a} + translate-test w={w}": (a, w, "mean") for a in ALPHAS[2:6] for w in WEIGHTS[2:7]}
+    out = {}
+    for name, (alpha, weight, fusion) in runs.items():
+        pairs = evaluate(data, vectors, alpha, weight, fusion)
+        out[name] = {
+            "alpha": alpha,
+            "weight": weight,
+            "fusion": fusion,
+            "summary": summarize(pairs, covered),
+            "pairs": pairs,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="runs/adapt-xling")
+    parser.add_argument("--datasets", default="mo-xling,bible-xling")
+    parser.add_argument("--steps", default="0", help="translate-train budgets to try (0: no training)")
+    parser.add_argument("--out", default=str(HERE / "results" / "adapt_xling"))
+    args = parser.parse_args()
+    from xretrieve.model import BiEncoder
+
+    work = Path(args.work)
+    engine = ApertiumEngine()
+    results: dict = {"seconds": {}}
+    for name in args.datasets.split(","):
+        for split in DATASETS[name]:
+            data = Data(name, split)
+            covered = covered_langs(engine, data.langs)
+            folder = work / name
+            folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            translations, generated = prepare(data, engine, covered, folder)
+            results["seconds"][f"{name} translate"] = round(time.perf_counter() - started, 1)
+            for steps in [int(s) for s in args.steps.split(",")]:
+                started = time.perf_counter()
+                model = None if steps == 0 else trained_model(name, data.corpus, covered, steps, folder)
+                results["seconds"][f"{name} train {steps}"] = round(time.perf_counter() - started, 1)
+                encoder = BiEncoder(str(model) if model else None)
+                started = time.perf_counter()
+                vectors = Vectors(encoder, data, translations, generated, folder / f"vectors-{steps}")
+                results["seconds"][f"{name} {split} encode {steps}"] = round(time.perf_counter() - started, 1)
+                swept = sweep(data, vectors, covered)
+                results.setdefault(name, {}).setdefault(split, {})[f"steps={steps}"] = swept
+                results[name]["covered"] = covered
+                for cond, r in swept.items():
+                    print(name, split, steps, cond, json.dumps(r["summary"]))
+    atomic_write_json(f"{args.out}.json", results)
+
+
+if __name__ == "__main__":
+    main()
