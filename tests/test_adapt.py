@@ -1,6 +1,8 @@
 """`xretrieve adapt`: the whole recipe on a tiny model, with Apertium (three small pairs, as CI installs)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +67,17 @@ def test_passages_no_pair_covers_keep_their_plain_vectors(adapted):
     for row, docid in enumerate(ids):
         same = np.array_equal(before[row], after[row])
         assert same == (docid not in generated), docid
+
+
+def test_the_adapted_index_travels_with_its_model(adapted, tmp_path):
+    _, out, _ = adapted
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    searcher = Searcher(moved, translate=False)
+    assert Path(searcher.encoder.identity["name"]) == (moved / "model").resolve()
+    assert [h.docid for h in searcher.search(["The dog"], k=2)[0]] == [
+        h.docid for h in Searcher(out, translate=False).search(["The dog"], k=2)[0]
+    ]
 
 
 def test_a_rerun_finds_every_stage_done(adapted, capsys):

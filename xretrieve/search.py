@@ -215,11 +215,18 @@ class Searcher:
         if encoder is None:
             from xretrieve.model import BiEncoder
 
-            encoder = BiEncoder(model or self.manifest["model"]["name"], device=device)
+            encoder = BiEncoder(model or self._model_location(), device=device)
         from xretrieve.model import check_compatible
 
         check_compatible(self.manifest["model"], encoder, str(self.folder))
         self.encoder = encoder
+
+    def _model_location(self) -> str:
+        """The model the index names; a model that `adapt` trained into the index folder travels with it."""
+        inside = ((self.manifest.get("adapt") or {}).get("artifacts") or {}).get("model")
+        if inside and (self.folder / inside).is_dir():
+            return str(self.folder / inside)
+        return self.manifest["model"]["name"]
 
     def _translate_test(self, translator):
         """The query translation the index records (`index --translate`), or None."""
