@@ -129,35 +129,47 @@ class Vectors:
 
 
 def evaluate(data: Data, vectors: Vectors, alpha: float, weight: float, fusion: str = "mean") -> dict:
-    """{A: {B or "mixed": {"RR@10", "R@10"}}}, exact search over the pair's documents."""
+    """{"pair" | "pair+own": {A: {B: {"RR@10", "R@10"}}}}, exact search.
+
+    "pair" searches the documents of language B; "pair+own" adds every document of the query's own language A
+    but its own message's, so the answer exists only in B and the query's own language competes with it, as
+    in a mixed corpus whose answers are in another language.
+    """
     docs = vectors.augmented(alpha)
-    by_lang = {lang: [i for i, d in enumerate(data.docs) if d.lang == lang] for lang in data.langs}
-    results: dict = defaultdict(dict)
+    by_lang = {lang: np.array([i for i, d in enumerate(data.docs) if d.lang == lang]) for lang in data.langs}
+    results: dict = {"pair": defaultdict(dict), "pair+own": defaultdict(dict)}
     for a in data.langs:
         rows = [i for i, q in enumerate(data.queries) if q.lang == a]
         if not rows:
             continue
-        for b in [*data.langs, "mixed"]:
-            targets = [x for x in data.langs if x != a] if b == "mixed" else [b]
-            cols = [c for t in targets for c in by_lang[t]]
-            position = {c: i for i, c in enumerate(cols)}
-            queries = vectors.queries[rows]
-            trans = np.stack([translation_mean(vectors, r, targets, queries[n]) for n, r in enumerate(rows)])
-            has = np.array([any((r, t) in vectors.translations for t in targets) for r in rows])
+        queries = vectors.queries[rows]
+        own = docs[by_lang[a]]
+        own_rows = {c: n for n, c in enumerate(by_lang[a])}
+        for b in data.langs:
+            trans = np.stack([vectors.translations.get((r, b), queries[n]) for n, r in enumerate(rows)])
+            has = np.array([(r, b) in vectors.translations for r in rows])
+            pool = docs[by_lang[b]]
             if fusion == "rrf":
-                scores = rrf(queries @ docs[cols].T, trans @ docs[cols].T, has)
+                scores = rrf(queries @ pool.T, trans @ pool.T, has)
+                combined = None
             else:
-                mixed = np.where(has[:, None], unit((1 - weight) * queries + weight * trans), queries)
-                scores = mixed @ docs[cols].T
-            relevant = [[position[data.relevant[data.queries[r].id][t]] for t in targets] for r in rows]
-            ranks = np.array(
-                [min(int((s > s[x]).sum()) + 1 for x in rel) for s, rel in zip(scores, relevant, strict=True)]
-            )
-            results[a][b] = {
-                "RR@10": float(np.where(ranks <= 10, 1 / ranks, 0).mean()),
-                "R@10": float((ranks <= 10).mean()),
-            }
+                combined = np.where(has[:, None], unit((1 - weight) * queries + weight * trans), queries)
+                scores = combined @ pool.T
+            position = {c: n for n, c in enumerate(by_lang[b])}
+            relevant = np.array([position[data.relevant[data.queries[r].id][b]] for r in rows])
+            target = scores[np.arange(len(rows)), relevant]
+            ranks = (scores > target[:, None]).sum(axis=1) + 1
+            results["pair"][a][b] = measures(ranks)
+            if a != b and combined is not None:
+                competing = combined @ own.T
+                mine = np.array([own_rows[data.relevant[data.queries[r].id][a]] for r in rows])
+                competing[np.arange(len(rows)), mine] = -np.inf
+                results["pair+own"][a][b] = measures(ranks + (competing > target[:, None]).sum(axis=1))
     return results
+
+
+def measures(ranks: np.ndarray) -> dict:
+    return {"RR@10": float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean()), "R@10": float((ranks <= 10).mean())}
 
 
 def translation_mean(vectors: Vectors, row: int, targets: list[str], fallback: np.ndarray) -> np.ndarray:
@@ -173,20 +185,18 @@ def rrf(a: np.ndarray, b: np.ndarray, has: np.ndarray, k: int = 60) -> np.ndarra
 
 
 def summarize(results: dict, covered: list[str]) -> dict:
-    groups = defaultdict(list)
-    for a, row in results.items():
-        for b, scores in row.items():
-            if b == "mixed":
-                groups["mixed, covered query language" if a in covered else "mixed, uncovered query language"].append(
-                    scores
-                )
-            elif a == b:
-                groups["same language"].append(scores)
-            elif a in covered and b in covered:
-                groups["covered pairs"].append(scores)
-            else:
-                groups["uncovered pairs"].append(scores)
-    return {g: {m: round(mean(s[m] for s in v), 4) for m in ("RR@10", "R@10")} for g, v in sorted(groups.items())}
+    """Mean over pairs per protocol and group: covered (both languages reachable through installed pairs),
+    uncovered, same language."""
+    out = {}
+    for protocol, table in results.items():
+        groups = defaultdict(list)
+        for a, row in table.items():
+            for b, scores in row.items():
+                group = "same language" if a == b else "covered" if a in covered and b in covered else "uncovered"
+                groups[group].append(scores)
+        for group, values in sorted(groups.items()):
+            out[f"{protocol} {group}"] = {m: round(mean(v[m] for v in values), 4) for m in ("RR@10", "R@10")}
+    return out
 
 
 def prepare(data: Data, engine: ApertiumEngine, covered: list[str], work: Path) -> tuple[dict, dict]:
@@ -246,6 +256,38 @@ def trained_model(data_name: str, corpus: Path, covered: list[str], steps: int, 
     return model
 
 
+def adapted_run(data: Data, covered: list[str], out: Path) -> tuple[dict, dict]:
+    """The real thing: `xretrieve adapt` with its defaults, then plain `Searcher` as a user would search."""
+    from xretrieve.adapt import adapt
+    from xretrieve.config import AdaptConfig
+    from xretrieve.search import Searcher
+
+    started = time.perf_counter()
+    adapt(AdaptConfig(corpus=str(data.corpus), out=str(out), langs=covered, progress=False))
+    seconds = json.loads((out / "manifest.json").read_text())["adapt"]["seconds"]
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    searcher = Searcher(out)
+    results: dict = {"pair": defaultdict(dict), "pair+own": defaultdict(dict)}
+    row = {d.id: i for i, d in enumerate(data.docs)}
+    try:
+        for a in data.langs:
+            queries = [q for q in data.queries if q.lang == a]
+            for b in data.langs:
+                for protocol, langs in (("pair", [b]), ("pair+own", [a, b])):
+                    if protocol == "pair+own" and a == b:
+                        continue
+                    hits = searcher.search([q.text for q in queries], k=11, langs=langs, query_langs=[a] * len(queries))
+                    ranks = []
+                    for q, found in zip(queries, hits, strict=True):
+                        mine = data.relevant[q.id]
+                        ids = [row[h.docid] for h in found if not (a != b and row[h.docid] == mine[a])]
+                        ranks.append(ids.index(mine[b]) + 1 if mine[b] in ids else 99)
+                    results[protocol][a][b] = measures(np.array(ranks))
+    finally:
+        searcher.close()
+    return results, seconds
+
+
 def sweep(data: Data, vectors: Vectors, covered: list[str]) -> dict:
     """Every condition computable from one model's vectors, summarized by pair group."""
     runs = {"base": (0.0, 0.0, "mean")}
@@ -272,6 +314,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="mo-xling,bible-xling")
     parser.add_argument("--steps", default="0", help="translate-train budgets to try (0: no training)")
     parser.add_argument("--out", default=str(HERE / "results" / "adapt_xling"))
+    parser.add_argument("--adapt", action="store_true", help="also run `xretrieve adapt` end to end (test splits)")
     args = parser.parse_args()
     from xretrieve.model import BiEncoder
 
@@ -299,7 +342,13 @@ def main() -> None:
                 results.setdefault(name, {}).setdefault(split, {})[f"steps={steps}"] = swept
                 results[name]["covered"] = covered
                 for cond, r in swept.items():
-                    print(name, split, steps, cond, json.dumps(r["summary"]))
+                    print(name, split, steps, cond, json.dumps(r["summary"]), flush=True)
+            if args.adapt and split == "test":
+                pairs, seconds = adapted_run(data, covered, folder / "adapted")
+                results[name][split]["adapt"] = {"summary": summarize(pairs, covered), "pairs": pairs}
+                results["seconds"][f"{name} adapt"] = seconds
+                print(name, split, "adapt", json.dumps(results[name][split]["adapt"]["summary"]), flush=True)
+            atomic_write_json(f"{args.out}.json", results)
     atomic_write_json(f"{args.out}.json", results)
 
 
