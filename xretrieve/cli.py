@@ -445,7 +445,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--max-client-queue", type=int, default=256, help="queries one client may have waiting (then 429)")
     p.add_argument("--max-queue", type=int, default=4096, help="queries all clients may have waiting (then 503)")
     p.add_argument("--max-connections", type=int, default=512, help="open connections (more are answered 503)")
-    p.add_argument("--max-header-bytes", type=int, default=16384, help="request line and headers (then 400)")
+    p.add_argument("--max-header-bytes", type=int, default=16384, help="request line and headers (then 431)")
     p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request's head")
     p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a request's body (then 408)")
     _add_ray(p, "serve with Ray Serve, a deployment per shard behind a router")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ class BiEncoder:
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
         self.dim = int(self.model.get_embedding_dimension())
         self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
+        self._counter, self._counting = None, threading.Lock()  # see token_lengths
 
     @staticmethod
     def _xretrieve_settings(location: str) -> dict[str, Any]:
@@ -132,8 +135,14 @@ class BiEncoder:
         return self._encode(texts, self.passage_prompt_name, batch_size, progress)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without special tokens; used to sort batches by length."""
-        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        """Token counts without special tokens; used to sort batches by length and to budget the server's.
+
+        Counted with a copy of the tokenizer, one call at a time: a fast tokenizer switches its padding and
+        truncation settings per call, so counting while another thread encodes broke that encode's padding."""
+        with self._counting:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self.model.tokenizer)
+            return [len(ids) for ids in self._counter(texts, add_special_tokens=False)["input_ids"]]
 
 
 def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:

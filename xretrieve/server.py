@@ -380,16 +380,26 @@ async def _reply(send, status: int, message: str, headers: dict[str, str] | None
 
 
 class Gate:
-    """ASGI middleware in front of the app: under /v1/, 401 without a valid API key and 429 over the rate
-    limit, both before any of the body is read; the client's identity (its key's number, or its address
-    without keys) goes into the scope's state for fair scheduling."""
+    """ASGI middleware in front of the app: 431 for a head over `max_header_bytes`; under /v1/, 401 without a
+    valid API key and 429 over the rate limit; all before any of the body is read. The client's identity
+    (its key's number, or its address without keys) goes into the scope's state for fair scheduling."""
 
-    def __init__(self, app, keys: tuple[str, ...], rate_limit: float):
-        self.app, self.keys = app, [key.encode() for key in keys]
+    def __init__(self, app, keys: tuple[str, ...], rate_limit: float, max_header_bytes: int):
+        self.app, self.keys, self.max_header_bytes = app, [key.encode() for key in keys], max_header_bytes
         self.rate = RateLimit(rate_limit) if rate_limit > 0 else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # h11 bounds only a head still incomplete after a read; one that arrives whole is measured here
+        head = (
+            len(scope.get("raw_path") or b"")
+            + len(scope["query_string"])
+            + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        )
+        if head > self.max_header_bytes:
+            return await _reply(send, 431, f"request head larger than {self.max_header_bytes} bytes")
+        if not scope["path"].startswith("/v1/"):
             return await self.app(scope, receive, send)
         client = self.client(scope)
         if client is None:
@@ -699,7 +709,9 @@ def create_app(
     # Added innermost first: CORS (outermost, so preflights and errors carry its headers), then the key and
     # rate limit, then the body limit, all before FastAPI reads or validates anything.
     app.add_middleware(BodyLimit, limit=config.max_body_bytes, timeout=config.body_timeout_s)
-    app.add_middleware(Gate, keys=config.api_keys, rate_limit=config.rate_limit)
+    app.add_middleware(
+        Gate, keys=config.api_keys, rate_limit=config.rate_limit, max_header_bytes=config.max_header_bytes
+    )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
