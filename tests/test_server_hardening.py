@@ -622,3 +622,5 @@ def test_counting_tokens_while_another_thread_encodes(encoder):
         for thread in counters:
             thread.join()
     assert failures == []
+    # what encoding costs: a text past the model's 64 positions counts as 64 tokens
+    assert encoder.token_lengths([" ".join(["fox"] * 100), "fox"]) == [encoder.model.max_seq_length, 1]

@@ -135,14 +135,17 @@ class BiEncoder:
         return self._encode(texts, self.passage_prompt_name, batch_size, progress)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without special tokens; used to sort batches by length and to budget the server's.
+        """Token counts without special tokens, at most the model's max_seq_length (what encoding them costs);
+        used to sort batches by length and to budget the server's.
 
         Counted with a copy of the tokenizer, one call at a time: a fast tokenizer switches its padding and
         truncation settings per call, so counting while another thread encodes broke that encode's padding."""
+        limit = self.model.max_seq_length
         with self._counting:
             if self._counter is None:
                 self._counter = copy.deepcopy(self.model.tokenizer)
-            return [len(ids) for ids in self._counter(texts, add_special_tokens=False)["input_ids"]]
+            ids = self._counter(texts, add_special_tokens=False, truncation=limit is not None, max_length=limit)
+        return [len(row) for row in ids["input_ids"]]
 
 
 def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:

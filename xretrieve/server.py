@@ -839,7 +839,11 @@ def create_app(
     async def info():
         current = engine()
         manifest = current.searcher.manifest
-        limits = {k: v for k, v in asdict(config).items() if k.startswith(("max_", "timeout", "batch_", "rate_"))}
+        limits = {
+            k: v
+            for k, v in asdict(config).items()
+            if k.startswith(("max_", "timeout", "batch_", "rate_", "header_", "body_"))
+        }
         return {
             "index": {k: manifest.get(k) for k in ("factory", "metric", "dim", "rows", "search_params")},
             "model": current.searcher.encoder.identity,
