@@ -111,6 +111,13 @@ def test_spaced_keys_from_the_environment_are_stripped_and_both_work(monkeypatch
     assert cli.main(["serve", "--index", "x"]) == 0 and configs[-1].api_keys == ()
 
 
+def test_queue_limits_that_refuse_every_full_request_are_refused_at_start():
+    with pytest.raises(UserError, match="--max-client-queue 8 must be at least --max-batch 64"):
+        ServerConfig(index="x", max_client_queue=8)
+    with pytest.raises(UserError, match="at most --max-queue 100"):
+        ServerConfig(index="x", max_queue=100)
+
+
 def test_401_comes_before_the_body_is_read():
     with fake_client(api_keys=(KEY,), max_body_bytes=200) as client:
         wait_ready(client)
@@ -289,7 +296,7 @@ def test_a_client_over_its_queue_share_gets_429_and_the_server_full_503():
 
 
 def test_overload_answers_have_retry_after():
-    with fake_client(SlowSearcher(0.5), max_client_queue=1) as client:
+    with fake_client(SlowSearcher(0.5), max_client_queue=1, max_batch=1) as client:
         wait_ready(client)
         answers = {}
 

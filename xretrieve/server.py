@@ -70,6 +70,11 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         self.api_keys = tuple(checked_key(key, f"api key {i + 1}") for i, key in enumerate(self.api_keys))
+        if not self.max_batch <= self.max_client_queue <= self.max_queue:
+            raise UserError(
+                f"--max-client-queue {self.max_client_queue} must be at least --max-batch {self.max_batch} (or a "
+                f"full request is always refused) and at most --max-queue {self.max_queue}"
+            )
 
     def check_binding(self) -> None:
         if self.api_keys or self.allow_no_auth or is_loopback(self.host):
