@@ -10,11 +10,20 @@ the output records QPS, latency percentiles, errors, the ratio and the machine. 
 
 Needs `wrk` (Debian: `apt-get install -y wrk`). `--baseline-server --index DIR --port P` runs the naive
 server itself (the benchmark starts it that way).
+
+`--mixed` measures fairness instead (no wrk needed): one client sends batches of 64 queries of 2,000
+characters back to back while 16 clients send short queries, each client with its own API key; it reports the
+short queries' latency. `--before-root DIR` runs the same load first against the xretrieve checked out in
+DIR (e.g. the commit before a change), one server at a time:
+
+    .venv/bin/python benchmarks/server_load.py --mixed --duration 40 --before-root /path/to/old/checkout
 """
 
 # No `from __future__ import annotations`: FastAPI must see the naive server's request model as a real class.
 import argparse
+import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -27,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,15 +150,19 @@ def http(method: str, port: int, path: str, body: dict | None = None, timeout: f
 class Server:
     """A server subprocess with its output in a log file: `start`, `wait_ready`, `stop`."""
 
-    def __init__(self, name: str, command: list[str], port: int, log_dir: Path):
-        self.name, self.command, self.port = name, command, port
+    def __init__(
+        self, name: str, command: list[str], port: int, log_dir: Path, cwd: Path = ROOT, env: dict | None = None
+    ):
+        self.name, self.command, self.port, self.cwd, self.env = name, command, port, cwd, env or {}
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
     def start(self) -> None:
         with open(self.log_path, "w", encoding="utf-8") as log:
-            self.proc = subprocess.Popen(self.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         self.started = time.monotonic()
 
     def wait_ready(self) -> None:
@@ -439,6 +453,150 @@ def render(result: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the mixed load: one client with big batches, many with short queries
+
+MIXED_KEYS = [f"bench-key-{i:02d}-0123456789" for i in range(17)]  # one per client: fair shares are per key
+
+
+def heavy_batch(passages: list[str], queries: int = 64, chars: int = 2000) -> list[str]:
+    """`queries` texts of exactly `chars` characters, cut from the demo passages (each from its own offset)."""
+    text = " ".join(passages)
+    while len(text) < chars + queries * 97:
+        text += " " + text
+    return [text[i * 97 : i * 97 + chars] for i in range(queries)]
+
+
+async def mixed_load(port: int, heavy: list[str], shorts: list[str], clients: int, duration: float, timeout: float):
+    """Run the load for `duration` seconds; a request still open at the end counts with the time it had waited
+    (so those latencies are lower bounds)."""
+    import httpx
+
+    short_rows, heavy_rows = [], []  # (status or "open" / "timeout", seconds)
+    url = f"http://{HOST}:{port}/v1/search"
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http_client:
+
+        async def one(rows: list, body: dict, key: str) -> None:
+            started = time.monotonic()
+            try:
+                response = await http_client.post(url, json=body, headers={"X-API-Key": key})
+                rows.append((response.status_code, time.monotonic() - started))
+            except httpx.TimeoutException:
+                rows.append(("timeout", time.monotonic() - started))
+            except asyncio.CancelledError:
+                rows.append(("open", time.monotonic() - started))
+                raise
+
+        async def heavy_client() -> None:
+            while True:
+                await one(heavy_rows, {"queries": heavy, "k": K, "fields": ["lang"]}, MIXED_KEYS[0])
+
+        async def short_client(i: int) -> None:
+            for j in itertools.count(i, clients):
+                await one(short_rows, {"query": shorts[j % len(shorts)], "k": K}, MIXED_KEYS[1 + i])
+
+        busy, started = machine_busy_s(), time.monotonic()
+        tasks = [asyncio.create_task(heavy_client())] + [asyncio.create_task(short_client(i)) for i in range(clients)]
+        await asyncio.sleep(duration)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cores = (machine_busy_s() - busy) / (time.monotonic() - started)
+    return short_rows, heavy_rows, round(cores, 2)
+
+
+def summarize(rows: list) -> dict:
+    import numpy as np
+
+    seconds = np.array([s for _, s in rows]) if rows else np.zeros(1)
+    return {
+        "requests": len(rows),
+        "statuses": dict(Counter(str(status) for status, _ in rows)),
+        "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
+        "p99_ms": round(float(np.percentile(seconds, 99)) * 1000, 1),
+        "max_ms": round(float(seconds.max()) * 1000, 1),
+    }
+
+
+def run_mixed(args, index: Path, log_dir: Path) -> dict:
+    passages = [json.loads(line)["text"] for line in (DEMO / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    shorts = [json.loads(line)["text"] for line in (DEMO / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    heavy = heavy_batch(passages)
+    flags = ["--timeout", str(args.mixed_timeout)] + [f for key in MIXED_KEYS for f in ("--api-key", key)]
+    roots = ([("before", Path(args.before_root).resolve())] if args.before_root else []) + [("after", ROOT)]
+    result = {
+        "command": shlex.join(["python", "benchmarks/server_load.py", *sys.argv[1:]]),
+        "machine": machine_facts(),
+        "load": {
+            "heavy": f"1 client, 1 request at a time: {len(heavy)} queries x {len(heavy[0])} characters",
+            "short": f"{args.mixed_clients} clients, 1 request at a time each: demo queries (k={K})",
+            "duration_s": args.duration,
+            "server_flags": f"--timeout {args.mixed_timeout} and one --api-key per client",
+        },
+        "runs": [],
+    }
+    for name, root in roots:
+        port = free_port()
+        command = [sys.executable, "-m", "xretrieve", "serve", "--index", str(index), "--port", str(port), *flags]
+        server = Server(f"mixed-{name}", command, port, log_dir, cwd=root, env={"PYTHONPATH": str(root)})
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        try:
+            server.start()
+            server.wait_ready()
+            for text in shorts[:5]:  # warm-up, discarded
+                httpx_post(port, {"query": text, "k": K}, MIXED_KEYS[1])
+            result["idle_wait_s"] = wait_for_idle(args.idle_wait)
+            short_rows, heavy_rows, cores = asyncio.run(
+                mixed_load(port, heavy, shorts, args.mixed_clients, args.duration, args.mixed_timeout)
+            )
+        finally:
+            server.stop()
+        row = {
+            "name": name,
+            "root": str(root),
+            "commit": commit.stdout.strip(),
+            "short": summarize(short_rows),
+            "heavy": summarize(heavy_rows),
+            "machine_cores_busy": cores,
+            "log_problems": server.log_problems(),
+        }
+        result["runs"].append(row)
+        print(f"  {name}: short {row['short']}  heavy {row['heavy']}  cores busy {cores}", flush=True)
+    return result
+
+
+def httpx_post(port: int, body: dict, key: str) -> int:
+    import httpx
+
+    return httpx.post(f"http://{HOST}:{port}/v1/search", json=body, headers={"X-API-Key": key}, timeout=60).status_code
+
+
+def render_mixed(result: dict) -> str:
+    load = result["load"]
+    lines = [
+        "# Server under a mixed load: short queries beside one client's big batches",
+        "",
+        f"Generated by `{result['command']}`. Index: the demo corpus, embedded multilingual-e5-small, Flat. "
+        f"Load for {load['duration_s']:g} s per server, on 127.0.0.1: {load['heavy']}; {load['short']}. Servers run "
+        f"with {load['server_flags']}, one at a time. Machine: {result['machine']['cpu_count']} CPUs, shared with "
+        "other work (`cores busy` is the whole machine's use during the run, from /proc/stat). Latencies of "
+        "requests still open at the end count with the time they had waited.",
+        "",
+        "| server | commit | short requests | short p50 / p99 / max ms | short statuses | heavy requests "
+        "| heavy p50 ms | heavy statuses | cores busy |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | ---: |",
+    ]
+    for run in result["runs"]:
+        short, heavy = run["short"], run["heavy"]
+        lines.append(
+            f"| {run['name']} | {run['commit']} | {short['requests']} | {short['p50_ms']} / {short['p99_ms']} / "
+            f"{short['max_ms']} | {short['statuses']} | {heavy['requests']} | {heavy['p50_ms']} | {heavy['statuses']} "
+            f"| {run['machine_cores_busy']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -464,6 +622,10 @@ def main() -> None:
         help="redo disturbed runs until this many seconds into the benchmark",
     )
     parser.add_argument("--out", default=str(RESULTS / "server_load"), help="writes OUT.md and OUT.json")
+    parser.add_argument("--mixed", action="store_true", help="the mixed load (big batches beside short queries)")
+    parser.add_argument("--before-root", help="--mixed: also measure the xretrieve checked out in this folder")
+    parser.add_argument("--mixed-clients", type=int, default=16, help="--mixed: clients sending short queries")
+    parser.add_argument("--mixed-timeout", type=float, default=120.0, help="--mixed: the servers' --timeout")
     parser.add_argument("--baseline-server", action="store_true", help="run the naive server (internal)")
     parser.add_argument("--port", type=int, default=8001, help="with --baseline-server")
     args = parser.parse_args()
@@ -471,7 +633,7 @@ def main() -> None:
     if args.baseline_server:
         run_baseline_server(args.index, args.port)
         return
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.mixed:
         raise SystemExit("wrk not found: apt-get install -y wrk")
 
     started = time.monotonic()
@@ -481,6 +643,17 @@ def main() -> None:
         print(f"building {index} ...", flush=True)
         command = [sys.executable, "-m", "xretrieve", "index", "--corpus", str(DEMO / "corpus.jsonl")]
         subprocess.run(command + ["--out", str(index), "--quiet"], cwd=ROOT, check=True, timeout=600)
+    if args.mixed:
+        log_dir = ROOT / "runs" / "server-load" / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        result = run_mixed(args, index, log_dir)
+        result["wall_s"] = round(time.monotonic() - started, 1)
+        out = Path(args.out + "_mixed")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        out.with_suffix(".md").write_text(render_mixed(result), encoding="utf-8")
+        print(render_mixed(result))
+        return
     queries = [json.loads(line)["text"] for line in (DEMO / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
     levels = [int(c) for c in args.concurrency.split(",")]
     variant_levels = [int(c) for c in args.variant_concurrency.split(",")]

@@ -249,7 +249,17 @@ def test_serve_on_ray_answers_as_the_single_machine_server(cluster, single_machi
     address, _, env = cluster
     _, _, local_idx = single_machine
     port = _free_port()
-    argv = ["serve", "--index", str(local_idx), "--model", str(tiny_model), "--port", str(port), "--api-key", "k"]
+    argv = [
+        "serve",
+        "--index",
+        str(local_idx),
+        "--model",
+        str(tiny_model),
+        "--port",
+        str(port),
+        "--api-key",
+        "k-0123456789abcdef",
+    ]
     # 4 shards + a router at 1 CPU each do not fit 2 CPUs: said at once, not left pending
     assert cli.main([*argv, "--ray", address]) == 2
     assert "need 5 CPUs; the cluster has 2" in capsys.readouterr().err
@@ -260,7 +270,7 @@ def test_serve_on_ray_answers_as_the_single_machine_server(cluster, single_machi
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": "k"}
+    url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": "k-0123456789abcdef"}
     try:
         deadline = time.monotonic() + 300
         while True:

@@ -15,6 +15,8 @@ from xretrieve.model import BiEncoder
 from xretrieve.search import Searcher
 from xretrieve.server import ServerConfig, create_app
 
+KEY = "s3cret-0123456789abcdef"
+
 
 @pytest.fixture(scope="module")
 def encoder(tiny_model):
@@ -151,11 +153,11 @@ def test_request_timeout(make_client):
 
 
 def test_api_keys(make_client):
-    client = make_client(api_keys=("s3cret",))
+    client = make_client(api_keys=(KEY,))
     assert client.post("/v1/search", json={"query": "fox"}).status_code == 401
     assert client.post("/v1/search", json={"query": "fox"}, headers={"X-API-Key": "wrong"}).status_code == 401
-    assert client.post("/v1/search", json={"query": "fox"}, headers={"X-API-Key": "s3cret"}).status_code == 200
-    assert client.get("/v1/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/v1/search", json={"query": "fox"}, headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/v1/info", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     assert client.get("/v1/documents/d1").status_code == 401
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
 
@@ -163,7 +165,7 @@ def test_api_keys(make_client):
 def test_non_loopback_binding_needs_keys_or_an_explicit_waiver():
     with pytest.raises(UserError, match="--api-key"):
         ServerConfig(index="x", host="0.0.0.0").check_binding()
-    ServerConfig(index="x", host="0.0.0.0", api_keys=("k",)).check_binding()
+    ServerConfig(index="x", host="0.0.0.0", api_keys=(KEY,)).check_binding()
     ServerConfig(index="x", host="0.0.0.0", allow_no_auth=True).check_binding()
     ServerConfig(index="x", host="127.0.0.1").check_binding()
     ServerConfig(index="x", host="::1").check_binding()
@@ -215,8 +217,8 @@ def test_reload_swaps_in_another_index_without_dropping_requests(make_client, in
         IndexConfig(out=str(tmp_path / "other"), corpus=str(write_corpus(tmp_path / "c.jsonl", 10)), progress=False),
         encoder=encoder,
     )
-    client = make_client(api_keys=("k",))
-    headers = {"X-API-Key": "k"}
+    client = make_client(api_keys=(KEY,))
+    headers = {"X-API-Key": KEY}
     failures = []
     stop = threading.Event()
 
@@ -282,6 +284,9 @@ class RecordingSearcher:
         time.sleep(self.encode_seconds)
         return [[float(len(t))] for t in texts]
 
+    def token_lengths(self, texts):
+        return [len(t.split()) for t in texts]
+
     def search_vectors(self, vectors, k, langs):
         return [[(self.name, v[0])] for v in vectors]
 
@@ -316,7 +321,7 @@ def test_requests_queued_during_a_batch_form_the_next_without_any_wait():
     assert len(searcher.batch_sizes) < 10  # batched, though nobody waited for company
 
 
-def test_a_request_bigger_than_the_encode_batch_is_searched_alone():
+def test_a_request_bigger_than_the_encode_batch_is_split_and_answered_in_order():
     import asyncio
 
     from xretrieve.server import SearchEngine
@@ -326,12 +331,15 @@ def test_a_request_bigger_than_the_encode_batch_is_searched_alone():
 
     async def mixed():
         return await asyncio.gather(
-            engine.search(["x"], 1, None), engine.search(["y"] * 5, 1, None), engine.search(["z"], 1, None)
+            engine.search(["x"], 1, None, "c1"),
+            engine.search(["y" * i for i in range(1, 6)], 1, None, "c2"),
+            engine.search(["zz"], 1, None, "c3"),
         )
 
     answers = run_engine(engine, mixed)
-    assert [len(result) for _, result in answers] == [1, 5, 1]
-    assert 5 in searcher.batch_sizes and all(size <= 3 for size in searcher.batch_sizes if size != 5)
+    values = [[hits[0][1] for hits in result] for _, result in answers]
+    assert values == [[1.0], [1.0, 2.0, 3.0, 4.0, 5.0], [2.0]]  # each text's own answer, in the request's order
+    assert max(searcher.batch_sizes) <= 3 and sum(searcher.batch_sizes) == 7
 
 
 def test_hits_come_with_the_searcher_that_found_them_across_a_swap():

@@ -1,6 +1,7 @@
 """Fuzz the HTTP API from its own OpenAPI spec (schemathesis) and the search body (Hypothesis): never a 5xx.
 
-Everything runs in-process over ASGI against a tiny-model index, with API keys off. Examples are bounded and
+Everything runs in-process over ASGI against a tiny-model index, with API keys off, and the spec once more
+with a key set. Examples are bounded and
 derandomized, so a run is repeatable and takes seconds.
 """
 
@@ -80,6 +81,36 @@ def test_no_server_errors_anywhere_in_the_spec(case, app, client):
     # Only 5xx fail: the spec leaves out the 4xx the server documents in prose (401, 403, 404, 413, 503).
     # A 5xx arrives as the app's exception, re-raised by the ASGI client, with a curl line to reproduce it.
     case.call_and_validate(app=app, checks=[not_a_server_error])
+
+
+KEY = "fuzz-key-0123456789abcdef"
+
+
+@pytest.fixture
+def keyed_app(loaded):
+    index, searcher = loaded
+    return create_app(ServerConfig(index=str(index), api_keys=(KEY,), **LIMITS), load_searcher=lambda: searcher)
+
+
+@pytest.fixture
+def keyed_client(keyed_app):
+    with asgi.get_client(keyed_app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, f"server never became ready: {client.get('/readyz').text}"
+            time.sleep(0.02)
+        yield client
+    asgi.shutdown_lifespans()
+
+
+@schema.parametrize()
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_server_errors_with_a_key_set(case, keyed_app, keyed_client):
+    # With the key, requests reach validation, search and admin reload; without it, every /v1/ route is 401.
+    response = case.call_and_validate(app=keyed_app, headers={"X-API-Key": KEY}, checks=[not_a_server_error])
+    assert response.status_code != 401
+    if case.path.startswith("/v1/"):
+        assert case.call(app=keyed_app).status_code == 401
 
 
 # The spec lets `query` and `queries` both be absent, so schema-valid bodies mostly stop at that check. These

@@ -154,16 +154,17 @@ def _save_model(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import os
 
-    from xretrieve.server import ServerConfig, serve
+    from xretrieve.server import ServerConfig, read_api_keys, serve
 
-    keys = list(args.api_key or []) + [k for k in os.environ.get("XRETRIEVE_API_KEYS", "").split(",") if k.strip()]
     serve(
         _config(
             ServerConfig,
             args,
-            api_keys=tuple(keys),
+            api_keys=read_api_keys(args.api_key or [], os.environ.get("XRETRIEVE_API_KEYS", "")),
             cors_origins=tuple(args.cors_origin or []),
             timeout_s=args.timeout,
+            header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
         )
     )
 
@@ -511,16 +512,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--index", required=True)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", action="append", help="accepted API key (repeatable; also XRETRIEVE_API_KEYS=a,b)")
+    p.add_argument(
+        "--api-key", action="append", help="accepted API key, 16+ characters (repeatable; also XRETRIEVE_API_KEYS=a,b)"
+    )
     p.add_argument("--allow-no-auth", action="store_true", help="serve a non-loopback address without API keys")
     p.add_argument("--cors-origin", action="append", help="allow browser requests from this origin (default: none)")
     p.add_argument("--max-query-chars", type=int, default=2000)
     p.add_argument("--max-k", type=int, default=1000)
     p.add_argument("--max-batch", type=int, default=64, help="queries per request")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per search request (then 504)")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="extra wait for company, in ms")
     p.add_argument("--max-encode-batch", type=int, default=32, help="texts encoded together at most")
+    p.add_argument(
+        "--max-encode-tokens", type=int, default=2048, help="padded tokens encoded together at most (texts x longest)"
+    )
+    p.add_argument("--rate-limit", type=float, default=0.0, help="requests a second per client (0: none; then 429)")
+    p.add_argument("--max-client-queue", type=int, default=256, help="queries one client may have waiting (then 429)")
+    p.add_argument("--max-queue", type=int, default=4096, help="queries all clients may have waiting (then 503)")
+    p.add_argument("--max-connections", type=int, default=512, help="open connections (more are answered 503)")
+    p.add_argument("--max-header-bytes", type=int, default=16384, help="request line and headers (then 431)")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request's head")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a request's body (then 408)")
     _add_ray(p, "serve with Ray Serve, a deployment per shard behind a router")
     p.add_argument("--shard-replicas", type=int, default=1, help="--ray: replicas of each shard deployment")
     p.add_argument("--router-replicas", type=int, default=1, help="--ray: replicas of the router (query encoder)")

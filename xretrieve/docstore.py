@@ -1,20 +1,22 @@
-"""An index's document store: title, text and language by document id, read from disk on demand.
+"""An index's document store: title, text and language by document id.
 
 `docs.jsonl` holds the corpus rows in canonical order (the order of the index's shards, one after the
-other) and `docs.offsets.npy` the byte offset of each row, so a lookup is one seek and one line.
+other) and `docs.offsets.npy` the byte offset of each row, so a lookup is one slice and one line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import threading
+import mmap
 from pathlib import Path
 
 import numpy as np
 
 from xretrieve.errors import UserError
 from xretrieve.formats import iter_corpus
-from xretrieve.manifest import atomic_open, checksums
+from xretrieve.manifest import atomic_open, check_digest, checksums
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
@@ -34,26 +36,64 @@ def write_docstore(corpus: str | Path, out: Path) -> dict[str, str]:
 
 
 class DocStore:
-    def __init__(self, folder: str | Path, docids: list[str]):
-        folder = Path(folder)
-        self.offsets = np.load(folder / OFFSETS_FILE, mmap_mode="r")
-        if len(self.offsets) != len(docids):
-            raise UserError(f"{folder}: document store has {len(self.offsets)} rows, the index {len(docids)}")
+    """Documents by id. With `files` ({file name: sha256}, from the manifest) both files are read into
+    memory and checked against it, so what is served is what was verified even if the files change on disk
+    later (a long-running server); without, the text is memory-mapped and read on demand."""
+
+    def __init__(self, folder: str | Path, docids: list[str], files: dict[str, str] | None = None):
+        self.folder = Path(folder)
+        self.offsets = _offsets(self.folder / OFFSETS_FILE, _read(self.folder / OFFSETS_FILE, files), len(docids))
+        text = self.folder / DOCS_FILE
+        self._text = _read(text, files) if files is not None else _map(text)
+        if len(self.offsets) and self.offsets[-1] >= len(self._text):
+            raise UserError(f"{text}: shorter than its offsets say ({len(self._text)} bytes)")
         self.rows = {docid: row for row, docid in enumerate(docids)}
-        self._file = open(folder / DOCS_FILE, "rb")  # noqa: SIM115 (kept open for the store's lifetime)
-        self._lock = threading.Lock()  # seek + readline must not interleave between threads
 
     def get(self, docid: str) -> dict | None:
         row = self.rows.get(docid)
         if row is None:
             return None
-        with self._lock:
-            self._file.seek(int(self.offsets[row]))
-            line = self._file.readline()
-        doc = json.loads(line)
-        if doc["id"] != docid:
-            raise UserError(f"document store out of step with the index at row {row} ({doc['id']!r} != {docid!r})")
+        end = int(self.offsets[row + 1]) if row + 1 < len(self.offsets) else len(self._text)
+        try:
+            doc = json.loads(self._text[int(self.offsets[row]) : end])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{self.folder / DOCS_FILE}: row {row} is not a JSON document") from None
+        if not isinstance(doc, dict) or doc.get("id") != docid:
+            raise UserError(f"document store out of step with the index at row {row} (expected {docid!r})")
         return doc
 
     def close(self) -> None:
-        self._file.close()
+        if isinstance(self._text, mmap.mmap):
+            self._text.close()
+
+
+def _read(path: Path, files: dict[str, str] | None) -> bytes:
+    """The file's bytes, checked against `files` when given (the check and the use see the same bytes)."""
+    data = path.read_bytes()
+    if files is not None:
+        if path.name not in files:
+            raise UserError(f"{path}: not listed with a checksum in the manifest")
+        check_digest(path, hashlib.sha256(data).hexdigest(), files[path.name])
+    return data
+
+
+def _map(path: Path) -> mmap.mmap | bytes:
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return b""  # mmap refuses empty files
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _offsets(path: Path, data: bytes, rows: int) -> np.ndarray:
+    """Row offsets: a plain integer array (never unpickled), one per row, rising from 0."""
+    try:
+        offsets = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path}: not a plain .npy array of offsets ({exc})") from None
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise UserError(f"{path}: expected a 1-d integer array, found {offsets.dtype} of shape {offsets.shape}")
+    if len(offsets) != rows:
+        raise UserError(f"{path.parent}: document store has {len(offsets)} rows, the index {rows}")
+    if len(offsets) and (offsets[0] != 0 or np.any(np.diff(offsets) <= 0)):
+        raise UserError(f"{path}: offsets must start at 0 and rise row by row")
+    return offsets.astype(np.int64, copy=False)

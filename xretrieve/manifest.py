@@ -106,7 +106,11 @@ def verify_checksum(path: str | Path, expected: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: listed in the manifest but missing")
-    actual = sha256_file(path)
+    check_digest(path, sha256_file(path), expected)
+
+
+def check_digest(path: str | Path, actual: str, expected: str) -> None:
+    """Raise a UserError naming `path` when the sha256 of what was read differs from the manifest's."""
     if actual != expected:
         raise UserError(
             f"{path}: checksum mismatch (manifest sha256 {expected[:12]}..., file {actual[:12]}...); "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ class BiEncoder:
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
         self.dim = int(self.model.get_embedding_dimension())
         self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
+        self._counter, self._counting = None, threading.Lock()  # see token_lengths
 
     @staticmethod
     def _xretrieve_settings(location: str) -> dict[str, Any]:
@@ -132,8 +135,17 @@ class BiEncoder:
         return self._encode(texts, self.passage_prompt_name, batch_size, progress)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without special tokens; used to sort batches by length."""
-        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        """Token counts without special tokens, at most the model's max_seq_length (what encoding them costs);
+        used to sort batches by length and to budget the server's.
+
+        Counted with a copy of the tokenizer, one call at a time: a fast tokenizer switches its padding and
+        truncation settings per call, so counting while another thread encodes broke that encode's padding."""
+        limit = self.model.max_seq_length
+        with self._counting:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self.model.tokenizer)
+            ids = self._counter(texts, add_special_tokens=False, truncation=limit is not None, max_length=limit)
+        return [len(row) for row in ids["input_ids"]]
 
 
 def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:
