@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -243,3 +244,31 @@ def test_an_index_that_translates_needs_apertium_or_no_translate(index, encoder,
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 2
     assert "pass --no-translate" in done.stderr
+
+
+def test_the_server_translates_with_the_request_query_lang(index, encoder):
+    from fastapi.testclient import TestClient
+
+    from xretrieve.server import ServerConfig, create_app
+
+    translator = FakeTranslator()
+    config = ServerConfig(index=str(index))
+    app = create_app(config, load_searcher=lambda: Searcher(index, encoder=encoder, translator=translator))
+    with TestClient(app) as client:
+        for _ in range(200):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        body = {"queries": ["hola mundo", "bonjour"], "query_lang": "es", "k": 4, "fields": []}
+        answer = client.post("/v1/search", json=body)
+        assert answer.status_code == 200
+        expected = Searcher(index, encoder=encoder, translator=FakeTranslator()).search(
+            ["hola mundo", "bonjour"], k=4, query_langs=["es", "es"]
+        )
+        got = [[h["id"] for h in r["hits"]] for r in answer.json()["results"]]
+        assert got == [[h.docid for h in row] for row in expected]
+        assert ("hola mundo", "es", "en") in translator.calls
+        filtered = client.post("/v1/search", json={"query": "hola", "query_lang": "es", "lang": ["ja"]})
+        assert filtered.status_code == 200 and ("hola", "es", "ja") in translator.calls
+        info = client.get("/v1/info").json()["translate"]
+        assert info["weight"] == 0.25 and info["stats"]["translated"] == 2

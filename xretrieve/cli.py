@@ -510,6 +510,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.", ("model",)
     )
     p.add_argument("--index", required=True)
+    p.add_argument(
+        "--no-translate",
+        dest="translate",
+        action="store_false",
+        help="search with the queries as given, even if the index records translate-test",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(

@@ -62,6 +62,7 @@ class ServerConfig:
     max_header_bytes: int = 16384
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    translate: bool = True  # translate-test, when the index records it
     # Ray Serve (`--ray`): a cluster address or "local"; replicas per shard and of the router; CPUs per replica
     ray: str | None = None
     shard_replicas: int = 1
@@ -136,10 +137,19 @@ class Overloaded(Exception):
 class _Request:
     """One request's queries, answered chunk by chunk by the searcher that was current when it arrived."""
 
-    __slots__ = ("searcher", "k", "langs", "future", "hits", "left", "queued")
+    __slots__ = ("searcher", "k", "langs", "query_lang", "future", "hits", "left", "queued")
 
-    def __init__(self, searcher, size: int, k: int, langs: list[str] | None, future: asyncio.Future):
+    def __init__(
+        self,
+        searcher,
+        size: int,
+        k: int,
+        langs: list[str] | None,
+        future: asyncio.Future,
+        query_lang: str | None = None,
+    ):
         self.searcher, self.k, self.langs, self.future = searcher, k, langs, future
+        self.query_lang = query_lang
         self.hits: list = [None] * size
         self.left = size  # queries not yet answered
         self.queued = size  # queries not yet taken into a batch
@@ -283,7 +293,9 @@ class SearchEngine:
     def swap(self, searcher) -> None:
         self.searcher = searcher  # requests already queued keep the searcher they came in with
 
-    async def search(self, texts: list[str], k: int, langs: list[str] | None, client: str = ""):
+    async def search(
+        self, texts: list[str], k: int, langs: list[str] | None, client: str = "", query_lang: str | None = None
+    ):
         """(the searcher that answered, its hits per text) or (searcher, UserError) for this request's mistake.
         Raises Overloaded when the client's share or the whole queue is full."""
         searcher = self.searcher
@@ -291,7 +303,7 @@ class SearchEngine:
         lengths = await asyncio.to_thread(searcher.encoder.token_lengths, texts)
         self._admit(client, len(texts))  # again: others may have queued while this one was tokenized
         future = asyncio.get_running_loop().create_future()
-        request = _Request(searcher, len(texts), k, langs, future)
+        request = _Request(searcher, len(texts), k, langs, future, query_lang)
         chunks = [
             _Chunk(request, start, texts[start:end], longest)
             for start, end, longest in split_chunks(lengths, self.max_encode_tokens, self.max_encode_batch)
@@ -339,15 +351,29 @@ class SearchEngine:
                 _deliver(chunk, answer)
 
 
+def _encode_group(chunk: _Chunk) -> tuple:
+    """Chunks with the same key are encoded in one call: one encoder, and for translate-test one searcher and
+    one language filter (the filter chooses the languages a query is translated into)."""
+    searcher = chunk.request.searcher
+    if getattr(searcher, "translate", None) is None:
+        return (id(searcher.encoder),)
+    return (id(searcher.encoder), id(searcher), tuple(chunk.request.langs or ()))
+
+
 def _search_batch(batch: list[_Chunk]) -> list[Any]:
-    """Per chunk, its hits or its request's UserError. Chunks of one encoder are encoded in one call."""
-    by_encoder: dict[int, list[int]] = {}
+    """Per chunk, its hits or its request's UserError."""
+    groups: dict[tuple, list[int]] = {}
     for i, chunk in enumerate(batch):
-        by_encoder.setdefault(id(chunk.request.searcher.encoder), []).append(i)
+        groups.setdefault(_encode_group(chunk), []).append(i)
     answers: list[Any] = [None] * len(batch)
-    for members in by_encoder.values():
+    for members in groups.values():
         texts = [t for i in members for t in batch[i].texts]
-        vectors = batch[members[0]].request.searcher.encoder.encode_queries(texts, batch_size=len(texts))
+        first = batch[members[0]].request
+        if getattr(first.searcher, "translate", None) is None:
+            vectors = first.searcher.encoder.encode_queries(texts, batch_size=len(texts))
+        else:
+            query_langs = [batch[i].request.query_lang for i in members for _ in batch[i].texts]
+            vectors = first.searcher.query_vectors(texts, query_langs, first.langs, batch_size=len(texts))
         start = 0
         for i in members:
             chunk = batch[i]
@@ -576,9 +602,10 @@ def check_index_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def open_searcher(folder: str, model: str | None, encoder=None):
+def open_searcher(folder: str, model: str | None, encoder=None, translate: bool = True, translator=None):
     """A Searcher for `folder`, serving documents from a verified copy in memory; `encoder` is reused when
-    it is the model the index names (or `model`), so a reload does not load a second copy of it."""
+    it is the model the index names (or `model`), so a reload does not load a second copy of it, and so is
+    `translator` (its long-lived Apertium pipelines)."""
     from xretrieve.docstore import DocStore
     from xretrieve.search import Searcher
 
@@ -587,10 +614,28 @@ def open_searcher(folder: str, model: str | None, encoder=None):
     if os.path.isdir(wanted):
         wanted = str(Path(wanted).resolve())  # as BiEncoder names a model folder
     reuse = encoder if encoder is not None and getattr(encoder, "name", None) == wanted else None
-    searcher = Searcher(folder, model=model, encoder=reuse)
+    searcher = Searcher(folder, model=model, encoder=reuse, translate=translate, translator=translator)
+    if searcher.translate is not None:
+        searcher.translate.warm_up(
+            (searcher.manifest.get("adapt") or {}).get("langs", [])
+        )  # start pipelines and the language guesser now, not on the first query
     if searcher.docs is not None:
         searcher.docs = DocStore(searcher.folder, list(searcher.docs.rows), searcher.manifest["docs"]["files"])
     return searcher
+
+
+def _translator(state: dict):
+    """The loaded index's query translator, kept across reloads (its pipelines are already running)."""
+    engine = state.get("engine")
+    translate = getattr(engine.searcher, "translate", None) if engine else None
+    return translate.translator if translate is not None else None
+
+
+def _translate_info(searcher) -> dict | None:
+    translate = getattr(searcher, "translate", None)
+    if translate is None:
+        return None
+    return {"weight": translate.weight, "targets": translate.targets, "stats": dict(translate.stats)}
 
 
 def load_problem(folder: str, exc: Exception) -> str:
@@ -646,8 +691,12 @@ def create_app(
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     state: dict[str, Any] = {"engine": None, "error": None}
-    load = load_searcher or (lambda: open_searcher(config.index, config.model))
-    reopen = reload_searcher or (lambda folder: open_searcher(folder, config.model, state["engine"].searcher.encoder))
+    load = load_searcher or (lambda: open_searcher(config.index, config.model, translate=config.translate))
+    reopen = reload_searcher or (
+        lambda folder: open_searcher(
+            folder, config.model, state["engine"].searcher.encoder, config.translate, _translator(state)
+        )
+    )
     reloading = asyncio.Lock()  # one reload at a time: each holds a whole index in memory while it loads
 
     class SearchRequest(BaseModel):
@@ -655,6 +704,9 @@ def create_app(
         queries: list[str] | None = Field(None, description="a batch of queries")
         k: int = Field(10, strict=True, description=f"hits per query, 1..{config.max_k} (an integer)")
         lang: list[str] | None = Field(None, description="only documents in these languages")
+        query_lang: str | None = Field(
+            None, description="the queries' language, for translate-test (guessed when absent)", max_length=16
+        )
         fields: list[str] = Field(list(DOC_FIELDS), description="document fields to return: title, text, lang")
 
     class Hit(BaseModel):
@@ -823,7 +875,7 @@ def create_app(
         texts = check(body)
         current = engine()
         searcher, results = await answer(
-            request, current.search(texts, body.k, body.lang, request.scope["state"][CLIENT])
+            request, current.search(texts, body.k, body.lang, request.scope["state"][CLIENT], body.query_lang or None)
         )
         if isinstance(results, UserError):
             raise ApiError(422, str(results))
@@ -855,6 +907,7 @@ def create_app(
             "langs": manifest.get("langs", {}),
             "shards": len(manifest.get("shards", [])),
             "has_texts": current.searcher.docs is not None,
+            "translate": _translate_info(current.searcher),
             "limits": limits,
             "stats": dict(current.stats),
         }

@@ -167,6 +167,18 @@ class TranslateTest:
         self._guesser = guesser
         self.stats = {"queries": 0, "translated": 0, "translations": 0}
 
+    def warm_up(self, sources: list[str]) -> None:
+        """Start the pipelines from `sources` into the targets and load the language guesser, so that the
+        first queries do not pay for it (a server calls this while loading); others start on first use."""
+        for source in sources:
+            for target in self.targets:
+                for mode in self.translator.route(source, target) or []:
+                    self.translator._pipe(mode)
+        try:
+            self.guess("warm up")
+        except UserError:
+            pass  # without lingua, queries need their language; the first such query says so
+
     def guess(self, text: str) -> str | None:
         if self._guesser is None:
             self._guesser = LanguageGuesser(self.sources)
