@@ -162,12 +162,18 @@ def test_apertium_pipelines_stay_up_and_pivot():
         via = translator.translate("Le chien mange.", "fr", "it")
         assert via and via == translator.translate(translator.translate("Le chien mange.", "fr", "es"), "es", "it")
         # characters that mean something in Apertium's stream format come back as they went in
-        assert translator.translate("a [b] ^c$ / <d>", "en", "es") == "Un [b] ^c$ / <d>"
-        pids = {mode: pipe.process.pid for mode, pipe in translator.pipes.items()}
+        assert translator.translate("a [b] ^c$ / {d} x\0y", "en", "es") == "Un [b] ^c$ / {d} x y"
+        pipes = translator.engine.pipes
+        pids = {mode: pipe.process.pid for mode, pipe in pipes.items()}
         translator.translate("The cat.", "en", "es")
-        assert {mode: pipe.process.pid for mode, pipe in translator.pipes.items()} == pids
+        assert {mode: pipe.process.pid for mode, pipe in pipes.items()} == pids
+        # many texts at once, more than a pipe buffer holds, come back in order
+        many = [f"The dog number {i} eats meat." for i in range(3000)]
+        out = engine.translate(many, "eng-spa")
+        assert len(out) == 3000 and out[1234] == "El número de perro 1234 come carne."
     finally:
         translator.close()
+    assert all(pipe.process.poll() is not None for pipe in pipes.values()) or not pipes
     assert translator.translate("The dog.", "ja", "es") is None  # no route: nothing started
 
 

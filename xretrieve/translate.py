@@ -5,18 +5,13 @@ weighted mean: (1 - w) q + w mean(t_D), renormalised. With inner-product scores 
 (CombSUM) of the separate searches, at the cost of one search; benchmarks/adapt_xling.py measures it against
 reciprocal rank fusion.
 
-Apertium's own `apertium` script starts its whole pipeline per call (dictionaries load in about 100 ms), so
-query-time translation keeps one long-lived pipeline per mode in null-flush mode: each text goes in ended by
-a NUL byte and comes back, translated, ended by one (about 1 ms for a short query).
+Translations go through the Apertium engine's long-lived pipelines (xretrieve/qgen.py): about 1 ms per
+short query once a pipeline is up.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
-import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -25,70 +20,17 @@ from xretrieve.qgen import LANGUAGES
 
 TRANSLATE_BACKENDS = ("apertium",)
 DEFAULT_WEIGHT = 0.5
-# characters with a meaning in Apertium's stream format, escaped on the way in (its txt deformatter does this)
-_STREAM_SPECIAL = re.compile(r"([\\\[\]{}^$/<>@*#~+|])")
-_ESCAPED = re.compile(r"\\(.)")
-_MARKS = re.compile(r"(?<!\S)[*#@~]")  # unknown/untranslated-word marks that still leak
-
-
-def _modes_folder(command: str) -> Path:
-    """Where `apertium` reads its modes: PREFIX/share/apertium/modes beside PREFIX/bin/apertium."""
-    return Path(command).resolve().parent.parent / "share" / "apertium" / "modes"
-
-
-class ApertiumPipe:
-    """One mode's pipeline (lt-proc, tagger, transfer, generator...) kept running in null-flush mode."""
-
-    def __init__(self, command: str, mode: str):
-        mode_file = _modes_folder(command) / f"{mode}.mode"
-        listed = subprocess.run(
-            ["apertium-wblank-mode", "-z", str(mode_file)], capture_output=True, text=True, check=False
-        )
-        if listed.returncode != 0 or not listed.stdout.strip():
-            raise UserError(f"apertium mode {mode}: cannot read {mode_file}: {listed.stderr.strip()[:200]}")
-        # $1 is the generator's option (-n: no marks on unknown words), $2 the tagger's (none)
-        pipeline = listed.stdout.strip().replace("$1", "-n").replace("$2", "")
-        self.mode = mode
-        self.process = subprocess.Popen(
-            ["bash", "-c", pipeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        self.lock = threading.Lock()
-
-    def translate(self, text: str) -> str:
-        # a trailing blank makes each stage emit its last word before the NUL instead of waiting for more input
-        escaped = _STREAM_SPECIAL.sub(r"\\\1", " ".join(text.split())) + "\n"
-        with self.lock:
-            if self.process.poll() is not None:
-                raise UserError(f"apertium {self.mode} stopped (exit {self.process.returncode})")
-            self.process.stdin.write(escaped.encode("utf-8") + b"\0")
-            self.process.stdin.flush()
-            out = bytearray()
-            while not out.endswith(b"\0"):
-                chunk = self.process.stdout.read1(65536)
-                if not chunk:
-                    raise UserError(f"apertium {self.mode} closed its output")
-                out += chunk
-        text = _ESCAPED.sub(r"\1", out[:-1].decode("utf-8", errors="replace"))
-        return " ".join(_MARKS.sub(" ", text).split())
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.kill()
-            self.process.wait()
 
 
 class QueryTranslator:
     """Translates queries from their language into target languages through the installed Apertium pairs,
-    pivoting where no direct pair exists; pipelines start on first use and stay up."""
+    pivoting where no direct pair exists, with the engine's long-lived pipelines."""
 
     def __init__(self, engine=None):
         from xretrieve.qgen import ApertiumEngine
 
         self.engine = engine or ApertiumEngine()
-        self.pipes: dict[str, ApertiumPipe] = {}
         self._routes: dict[tuple[str, str], list[str] | None] = {}
-        self.lock = threading.Lock()
 
     def route(self, source: str, target: str) -> list[str] | None:
         key = (source, target)
@@ -96,24 +38,16 @@ class QueryTranslator:
             self._routes[key] = self.engine.route(source, target) if source != target else None
         return self._routes[key]
 
-    def _pipe(self, mode: str) -> ApertiumPipe:
-        with self.lock:
-            if mode not in self.pipes:
-                self.pipes[mode] = ApertiumPipe(self.engine.command, mode)
-            return self.pipes[mode]
-
     def translate(self, text: str, source: str, target: str) -> str | None:
         chain = self.route(source, target)
         if not chain:
             return None
         for mode in chain:
-            text = self._pipe(mode).translate(text)
+            text = self.engine.translate([text], mode)[0]
         return text or None
 
     def close(self) -> None:
-        for pipe in self.pipes.values():
-            pipe.close()
-        self.pipes.clear()
+        self.engine.close()
 
 
 class LanguageGuesser:
@@ -173,7 +107,7 @@ class TranslateTest:
         for source in sources:
             for target in self.targets:
                 for mode in self.translator.route(source, target) or []:
-                    self.translator._pipe(mode)
+                    self.translator.engine.pipe(mode)
         try:
             self.guess("warm up")
         except UserError:
