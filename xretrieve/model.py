@@ -62,14 +62,15 @@ class BiEncoder:
     """One encoder for queries and passages, wrapping a sentence-transformers model."""
 
     def __init__(self, name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
+        self.name = name_or_path or DEFAULT_MODEL
+        if os.path.isdir(self.name):
+            self.name = str(Path(self.name).resolve())  # indexes name it: valid from any working folder
+        location = resolve_model(self.name)  # a missing folder fails here, before torch is imported
+
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize
         from transformers.utils import logging as transformers_logging
 
-        self.name = name_or_path or DEFAULT_MODEL
-        if os.path.isdir(self.name):
-            self.name = str(Path(self.name).resolve())  # indexes name it: valid from any working folder
-        location = resolve_model(self.name)
         transformers_logging.disable_progress_bar()  # a bar per model load is noise in CLI output
         try:
             self.model = SentenceTransformer(location, device=device or "cpu")
@@ -132,8 +133,23 @@ class BiEncoder:
         return self._encode(texts, self.passage_prompt_name, batch_size, progress)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts without special tokens; used to sort batches by length."""
-        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        """Token counts without special tokens; used to sort batches by length and count truncations.
+        Not verbose: counting a long text is no reason for the tokenizer's warning about indexing errors."""
+        encoded = self.model.tokenizer(texts, add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens the model reads per text, special tokens and prompt included; the rest is cut off."""
+        return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
+
+    @property
+    def passage_room(self) -> int:
+        """Tokens of passage text that fit in `max_seq_length` beside the special tokens and passage prompt."""
+        tokenizer = self.model.tokenizer
+        prompt = self.identity["passage_prompt"]
+        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        return self.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False) - prompt_tokens
 
 
 def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:
