@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -151,8 +152,6 @@ def _save_model(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import os
-
     from xretrieve.server import ServerConfig, serve
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("XRETRIEVE_API_KEYS", "").split(",") if k.strip()]
@@ -247,6 +246,16 @@ def _add_common(parser: argparse.ArgumentParser, common: tuple[str, ...]) -> Non
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_checkpoint_every(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="save encoding progress every N passages: an interrupted run resumes from there",
+    )
+
+
 def _add_ray(parser: argparse.ArgumentParser, work: str) -> None:
     parser.add_argument(
         "--ray",
@@ -303,6 +312,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--max-seq-length", type=int, help="truncate passages to this many tokens (default: the model's maximum)"
     )
     p.add_argument("--device", help="torch device (cpu, cuda, ...; default cpu)")
+    _add_checkpoint_every(p)
     _add_ray(p, "encode shards in parallel with a pool of encoder actors (a GPU each where there are GPUs)")
 
     p = verb("index", _index, "Build a sharded FAISS index from a corpus or stored embeddings.")
@@ -322,6 +332,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--keep-embeddings", action="store_true", help="keep OUT/embeddings after indexing a corpus")
     p.add_argument("--seed", type=int, default=0)
+    _add_checkpoint_every(p)
     _add_ray(p, "encode and build shards as parallel tasks")
 
     p = verb("search", _search, "Search an index with a queries file; write a TREC run.")
@@ -606,11 +617,26 @@ def _with_config_file(argv: list[str], subparsers: dict[str, argparse.ArgumentPa
     return argv[: verb_at + 1] + tokens + argv[verb_at + 1 :]
 
 
+# flags that name input files, checked before a verb imports anything heavy (torch alone takes seconds);
+# folders (--index, --embeddings) are checked by their manifest readers, which import nothing heavy either
+INPUT_FILES = ("corpus", "queries", "qrels", "answers", "run", "runs", "generated", "train_data", "parallel", "train")
+INPUT_FILES += ("dev_corpus", "dev_queries", "dev_qrels", "file")
+
+
+def _check_input_files(args: argparse.Namespace) -> None:
+    for dest in INPUT_FILES:
+        value = getattr(args, dest, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path is not None and not os.path.isfile(path):
+                raise UserError(f"{path}: {'is a folder, not a file' if os.path.isdir(path) else 'no such file'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
     try:
         args = parser.parse_args(_with_config_file(argv, subparsers))
+        _check_input_files(args)
         status = args.handler(args)
     except UserError as exc:
         print(f"xretrieve: error: {exc}", file=sys.stderr)

@@ -452,16 +452,47 @@ def create_app(
     return app
 
 
+def configure_logging() -> None:
+    """xretrieve's own lines from INFO; other libraries' from WARNING (faiss's loader chatters at INFO)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("xretrieve").setLevel(logging.INFO)
+
+
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
+    from xretrieve.index import INDEX_KIND
+    from xretrieve.manifest import read_manifest
+
     config.check_binding()
+    read_manifest(config.index, INDEX_KIND)  # no index folder there: fail now, not answer 503 for ever
     if config.ray:
         from xretrieve.distributed import serve_on_ray
 
         return serve_on_ray(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     started = time.perf_counter()
+    failed: list[Exception] = []
+
+    def load_or_stop():
+        """The start-up load; if it fails, the server stops and the command exits non-zero (a failed
+        /v1/admin/reload, later, leaves the server up with the index it has)."""
+        from xretrieve.search import Searcher
+
+        try:
+            return Searcher(config.index, model=config.model)
+        except Exception as exc:
+            failed.append(exc)
+            server.should_exit = True
+            raise
+
     log.info("serving %s on http://%s:%d (loading in the background)", config.index, config.host, config.port)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, load_searcher=load_or_stop), host=config.host, port=config.port, log_level="warning"
+        )
+    )
+    server.run()
+    if failed:
+        raise UserError(f"{config.index}: could not load the index: {failed[0]}")
     log.info("stopped after %.0f s", time.perf_counter() - started)
