@@ -72,6 +72,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         queries=args.queries,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
         skip_missing=args.skip_missing,
+        by=args.by,
     )
     print(format_table(summary))
 
@@ -288,6 +289,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from xretrieve.evaluate import BREAKDOWNS
+
     parser = argparse.ArgumentParser(prog="xretrieve", description="Cross-lingual dense retrieval.")
     parser.add_argument("--version", action="version", version=f"xretrieve {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -352,7 +355,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     judged = p.add_mutually_exclusive_group(required=True)
     judged.add_argument("--qrels", help="TREC qrels: qid 0 docid relevance")
     judged.add_argument("--answers", help="XOR-Retrieve answers jsonl (id, answers, lang); needs --corpus")
-    p.add_argument("--corpus", help="corpus holding the run's passages (for --answers)")
+    p.add_argument("--corpus", help="corpus holding the run's passages (for --answers and --by doc-lang)")
     p.add_argument("--queries", help="queries file: its languages give the per-language table")
     p.add_argument(
         "--metrics",
@@ -362,6 +365,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--skip-missing",
         action="store_true",
         help="average over queries in the run only (trec_eval without -c); default: missing score 0",
+    )
+    p.add_argument(
+        "--by",
+        default="query-lang",
+        choices=BREAKDOWNS,
+        help="per language of the queries (with --queries); doc-lang adds one per language of the relevant "
+        "documents (with --qrels and --corpus)",
     )
     p.add_argument("--out", help="write the scores as JSON")
 
