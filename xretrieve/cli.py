@@ -119,7 +119,7 @@ def _bm25(args: argparse.Namespace) -> None:
 
     if args.action == "index":
         need("corpus", "out")
-        out = bm25_index(args.corpus, args.out, language=args.language, threads=args.threads)
+        out = bm25_index(args.corpus, args.out, language=args.language, threads=args.threads, progress=not args.quiet)
         print(f"bm25 index: {out}")
     else:
         need("index", "queries", "out")
@@ -133,6 +133,7 @@ def _bm25(args: argparse.Namespace) -> None:
             language=args.language,
             tag=args.tag,
             threads=args.threads,
+            progress=not args.quiet,
         )
         print(f"run: {out}")
 
@@ -403,7 +404,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: a filter, default all)")
     p.add_argument("--split", default="dev", help="train, dev, test (MIRACL: test-a, test-b)")
 
-    p = verb("bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.", ())
+    p = verb(
+        "bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.", ("quiet",)
+    )
     p.add_argument("action", choices=["index", "search"])
     p.add_argument("--corpus", help="index: corpus jsonl")
     p.add_argument("--index", help="search: the BM25 index folder")

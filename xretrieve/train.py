@@ -28,6 +28,9 @@ from xretrieve.formats import Document, iter_corpus, read_parallel, read_qrels, 
 from xretrieve.manifest import atomic_write_json
 
 DEV_MEASURES = ("nDCG@10", "RR@10", "R@100")
+_MINE_SEARCH_BLOCK = (
+    1024  # training queries searched per call: big enough for batched search, small enough to show progress
+)
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -485,7 +488,12 @@ def mine_negatives(config: MineConfig) -> dict[str, int]:
     corpus_docs: Mapping[str, Document] = {}
     if config.corpus:
         corpus_docs = {doc.id: doc for doc in iter_corpus(config.corpus)}
-    results = searcher.search_vectors(query_vectors, k=config.max_rank, langs=config.langs)
+    results = []
+    with tqdm(total=len(examples), desc="mine-negatives: search", unit="query", disable=not config.progress) as bar:
+        for start in range(0, len(examples), _MINE_SEARCH_BLOCK):  # blocks, so that the bar moves
+            block = query_vectors[start : start + _MINE_SEARCH_BLOCK]
+            results += searcher.search_vectors(block, k=config.max_rank, langs=config.langs)
+            bar.update(len(block))
 
     counts = {
         "examples": len(examples),
