@@ -373,7 +373,7 @@ def run_cli(*argv, cwd):
     return python("-m", "xretrieve", *argv, cwd=cwd)
 
 
-def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus):
+def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus, built_index, tiny_model):
     """Each fails with exit 2 and one line in well under the seconds that importing torch alone takes
     (the bound is generous: the machine may be busy)."""
     array = tmp_path / "array.json"
@@ -384,6 +384,10 @@ def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus):
         (["index", "--corpus", str(corpus), "--out", "x", "--model", "./no-such-model"], "no such model folder"),
         (["search", "--index", "/no/such", "--queries", str(corpus), "--out", "r"], "/no/such: no manifest.json"),
         (["serve", "--index", str(tmp_path / "nothing")], "nothing: no manifest.json"),
+        (
+            ["index", "--corpus", str(corpus), "--out", str(built_index), "--model", str(tiny_model), "--shards", "3"],
+            "idx: holds an index built with other settings (num_shards)",
+        ),
     ]
     for argv, message in cases:
         code, lines, seconds = run_cli(*argv, cwd=tmp_path)

@@ -193,16 +193,21 @@ def _build_index(config: IndexConfig, encoder) -> Path:
     # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
     device = None if config.ray else _Device(config.device)
     if config.corpus:
-        if encoder is None:
-            from xretrieve.model import BiEncoder
+        from xretrieve.model import BiEncoder, locate_model
 
+        # what OUT already holds is judged by the model's name and fingerprint, before the model loads
+        if encoder is None:
+            name, _, fingerprint = locate_model(config.model)
+        else:
+            name, fingerprint = encoder.identity["name"], encoder.identity.get("fingerprint")
+        if _built_from_corpus(config, out, name, fingerprint):
+            print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
+            return out
+        _check_rebuild(config, out, fingerprint)
+        if encoder is None:
             encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
         if config.factory != AUTO:
             make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
-        if _built_from_corpus(config, out, encoder):
-            print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
-            return out
-        _check_rebuild(config, out, encoder)
         embeddings_dir = out / "embeddings"
         encode_corpus(
             EncodeConfig(
@@ -308,7 +313,7 @@ def _build_settings(
     }
 
 
-def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
+def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fingerprint: str | None) -> bool:
     """True when OUT is a complete, intact index of this corpus, model and settings."""
     if not (out / "manifest.json").is_file():
         return False
@@ -321,15 +326,15 @@ def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
     wanted = _build_settings(
         config,
         corpus_sha256=sha256_file(config.corpus),
-        model_fingerprint=encoder.identity.get("fingerprint"),
+        model_fingerprint=model_fingerprint,
         num_shards=config.num_shards,
         dtype=config.dtype,
         factory=config.factory,
     )
-    return manifest.get("build") == wanted and manifest["model"].get("name") == encoder.identity.get("name")
+    return manifest.get("build") == wanted and manifest["model"].get("name") == model_name
 
 
-def _check_rebuild(config: IndexConfig, out: Path, encoder: Any) -> None:
+def _check_rebuild(config: IndexConfig, out: Path, model_fingerprint: str | None) -> None:
     """Refuse, before any encoding, an OUT that holds an index of other settings: its shards would be refused
     only once the corpus is encoded. An unfinished build of these settings (shard records that name the
     embeddings in OUT/embeddings) goes on."""
@@ -344,7 +349,7 @@ def _check_rebuild(config: IndexConfig, out: Path, encoder: Any) -> None:
         wanted = _build_settings(
             config,
             corpus_sha256=sha256_file(config.corpus),
-            model_fingerprint=encoder.identity.get("fingerprint"),
+            model_fingerprint=model_fingerprint,
             num_shards=config.num_shards,
             dtype=config.dtype,
             factory=config.factory,

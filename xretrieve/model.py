@@ -54,6 +54,15 @@ def folder_fingerprint(folder: str | Path, samples: int = 32, sample_bytes: int 
     return digest.hexdigest()[:16]
 
 
+def locate_model(name_or_path: str | None) -> tuple[str, str, str | None]:
+    """(the name manifests record, where it loads from, its fingerprint), without loading it: no torch."""
+    name = name_or_path or DEFAULT_MODEL
+    if os.path.isdir(name):
+        name = str(Path(name).resolve())  # indexes name it: valid from any working folder
+    location = resolve_model(name)
+    return name, location, folder_fingerprint(location) if os.path.isdir(location) else None
+
+
 def _pick_prompt(prompts: dict[str, str], names: tuple[str, ...]) -> str | None:
     return next((n for n in names if prompts.get(n)), None)
 
@@ -62,10 +71,8 @@ class BiEncoder:
     """One encoder for queries and passages, wrapping a sentence-transformers model."""
 
     def __init__(self, name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
-        self.name = name_or_path or DEFAULT_MODEL
-        if os.path.isdir(self.name):
-            self.name = str(Path(self.name).resolve())  # indexes name it: valid from any working folder
-        location = resolve_model(self.name)  # a missing folder fails here, before torch is imported
+        # a missing folder fails here, before torch is imported
+        self.name, location, self.fingerprint = locate_model(name_or_path)
 
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize
@@ -87,7 +94,6 @@ class BiEncoder:
         self.passage_prompt_name = settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES)
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
         self.dim = int(self.model.get_embedding_dimension())
-        self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
 
     @staticmethod
     def _xretrieve_settings(location: str) -> dict[str, Any]:
