@@ -373,12 +373,21 @@ def run_cli(*argv, cwd):
     return python("-m", "xretrieve", *argv, cwd=cwd)
 
 
-def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus, built_index, tiny_model):
+def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus, built_index, tiny_model, fake_encoder):
     """Each fails with exit 2 and one line in well under the seconds that importing torch alone takes
     (the bound is generous: the machine may be busy)."""
+    from xretrieve.config import EncodeConfig
+    from xretrieve.encode import encode_corpus
+
     array = tmp_path / "array.json"
     array.write_text(json.dumps([{"id": "a", "text": "x"}], indent=1))
+    no_text = tmp_path / "no-text.jsonl"
+    no_text.write_text('{"docid": "d1", "query_id": "q1", "lang": "es"}\n')
+    emb = encode_corpus(EncodeConfig(str(corpus), str(tmp_path / "emb"), progress=False), encoder=fake_encoder)
     cases = [
+        (["train", "--train-data", str(no_text), "--out", "m"], "field 'positive_passages' is missing"),
+        (["distill", "--parallel", str(no_text), "--out", "m"], "field 'source' is missing"),
+        (["augment", "--embeddings", str(emb), "--generated", str(no_text), "--out", "a"], "field 'text' is missing"),
         (["index", "--corpus", "/no/such.jsonl", "--out", "x"], "/no/such.jsonl: no such file"),
         (["encode", "--corpus", str(array), "--out", "x"], "array.json:1: expected a JSON object per line"),
         (["index", "--corpus", str(corpus), "--out", "x", "--model", "./no-such-model"], "no such model folder"),
