@@ -323,7 +323,13 @@ def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fi
             verify_files(out, entry["files"])
     except (UserError, KeyError):
         return False
-    wanted = _build_settings(
+    wanted = _corpus_build_settings(config, model_fingerprint)
+    return manifest.get("build") == wanted and manifest["model"].get("name") == model_name
+
+
+def _corpus_build_settings(config: IndexConfig, model_fingerprint: str | None) -> dict:
+    """The build settings `index --corpus` with `config` records."""
+    return _build_settings(
         config,
         corpus_sha256=sha256_file(config.corpus),
         model_fingerprint=model_fingerprint,
@@ -331,7 +337,6 @@ def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fi
         dtype=config.dtype,
         factory=config.factory,
     )
-    return manifest.get("build") == wanted and manifest["model"].get("name") == model_name
 
 
 def _check_rebuild(config: IndexConfig, out: Path, model_fingerprint: str | None) -> None:
@@ -346,14 +351,7 @@ def _check_rebuild(config: IndexConfig, out: Path, model_fingerprint: str | None
         except UserError:
             built = None
     if built is not None:
-        wanted = _build_settings(
-            config,
-            corpus_sha256=sha256_file(config.corpus),
-            model_fingerprint=model_fingerprint,
-            num_shards=config.num_shards,
-            dtype=config.dtype,
-            factory=config.factory,
-        )
+        wanted = _corpus_build_settings(config, model_fingerprint)
         changed = sorted(key for key in wanted if built.get(key) != wanted[key])
         if changed:
             raise UserError(
