@@ -282,3 +282,22 @@ def test_index_from_a_corpus_checks_device_and_factory_before_encoding(tmp_path)
         with pytest.raises(UserError, match="--device cuda needs faiss-gpu"):
             build_index(IndexConfig(out=str(tmp_path / "b"), corpus=str(corpus), device="cuda"), encoder=encoder)
     assert encoder.calls == 0 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_failed_index_write_names_the_file(tmp_path, monkeypatch):
+    import faiss
+
+    write_index = faiss.write_index
+
+    def full_disk(index, target, *flags):
+        if not isinstance(target, str):  # serialize_index writes to memory through it: not a file
+            return write_index(index, target, *flags)
+        raise RuntimeError("Error in faiss::FileIOWriter::operator(): ret == (n) failed: write error")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    corpus = write_corpus(tmp_path / "c.jsonl", 20)
+    config = IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), factory="Flat", progress=False)
+    with pytest.raises(OSError) as failure:
+        build_index(config, encoder=FakeEncoder(dim=16))
+    assert failure.value.filename == str(tmp_path / "idx" / "shard-00000.faiss")
+    assert "ret == (n) failed: write error" in failure.value.strerror

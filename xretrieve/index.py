@@ -394,7 +394,10 @@ def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _De
         shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
     name = shard_name(index)
     with atomic_target(out / f"{name}.faiss") as tmp:
-        faiss.write_index(device.to_cpu(shard_index), tmp)
+        try:
+            faiss.write_index(device.to_cpu(shard_index), tmp)
+        except RuntimeError as exc:  # faiss's C++ "fwrite" error on a full disk: an OSError naming the file
+            raise OSError(None, str(exc).strip().splitlines()[-1], tmp) from exc
     write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
     write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
     files = checksums(out, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])
