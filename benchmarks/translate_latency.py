@@ -61,12 +61,15 @@ def wait_ready(port: int, seconds: float = 300) -> None:
     raise SystemExit(f"server on port {port} never became ready")
 
 
-def ask(connection: http.client.HTTPConnection, text: str, lang: str) -> float:
+def ask(port: int, text: str, lang: str) -> float:
+    """One search on a fresh connection (an idle kept-alive one may be closed while the other server works)."""
     body = json.dumps({"query": text, "query_lang": lang, "k": 10, "fields": []})
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     started = time.perf_counter()
     connection.request("POST", "/v1/search", body, {"content-type": "application/json"})
     response = connection.getresponse()
     response.read()
+    connection.close()
     if response.status != 200:
         raise SystemExit(f"search answered {response.status}")
     return (time.perf_counter() - started) * 1000
@@ -90,17 +93,16 @@ def main() -> None:
     try:
         for port in ports.values():
             wait_ready(port)
-        connections = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
         for q in queries[:20]:  # warm-up: pipelines, lingua, torch
-            for connection in connections.values():
-                ask(connection, q.text, q.lang)
+            for port in ports.values():
+                ask(port, q.text, q.lang)
         times: dict[str, list[tuple[str, float]]] = {"translate": [], "plain": []}
         load = os.getloadavg()[0]
         for round_ in range(args.rounds):
             for i, q in enumerate(queries):
                 order = ("translate", "plain") if (i + round_) % 2 == 0 else ("plain", "translate")
                 for name in order:
-                    times[name].append((q.lang, ask(connections[name], q.text, q.lang)))
+                    times[name].append((q.lang, ask(ports[name], q.text, q.lang)))
     finally:
         for server in servers:
             server.terminate()

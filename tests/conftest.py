@@ -86,6 +86,7 @@ class FakeEncoder:
         self.centers = np.random.default_rng(seed).normal(size=(clusters, dim)).astype(np.float32)
         self.fingerprint = hashlib.sha256(f"{name}{dim}{seed}".encode()).hexdigest()[:16]
         self.calls = 0
+        self.max_seq_length, self.passage_room = 512, 510  # words stand for tokens (token_lengths)
 
     @property
     def identity(self) -> dict:

@@ -268,6 +268,9 @@ def test_cli_index_search_and_hybrid_with_dense(built, tmp_path, capsys):
         == 0
     )
     assert read_run(run)["q-lighthouse"][0][0] == "en-lighthouse"
+    err = capsys.readouterr().err  # what runs, while it runs
+    assert "bm25: indexing 8 documents with pyserini, 1 thread(s) ..." in err and "bm25: indexed 8 documents in" in err
+    assert "bm25 search: 100%" in err and "4/4" in err
     dense = tmp_path / "dense.trec"
     dense.write_text("q-lighthouse Q0 en-river 1 0.9 d\nq-lighthouse Q0 en-lighthouse 2 0.8 d\n")
     assert main(["fuse", "--runs", str(dense), str(run), "--method", "rrf", "--out", str(tmp_path / "h.trec")]) == 0

@@ -199,7 +199,7 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing_behind(tmp_path, caps
     assert "is a folder, not a file" in user_error(
         capsys, ["search", "--index", str(built_index), "--queries", str(tmp_path), "--out", str(run)]
     )
-    assert "Is a directory" in user_error(  # from the operating system, as one line
+    assert "is a folder; give a file name" in user_error(  # before any query is encoded
         capsys, ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(tmp_path)]
     )
     assert "run tag 'my run'" in user_error(
@@ -210,7 +210,10 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing_behind(tmp_path, caps
         ["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--batch-size", "0"],
     )
     assert not run.exists()
-    assert "--rrf-k must be >= 0" in user_error(capsys, ["fuse", "--runs", "a", "b", "--out", "f", "--rrf-k", "-1"])
+    runs = [str(run.with_name(name)) for name in ("a", "b")]
+    for path in runs:
+        open(path, "w").close()
+    assert "--rrf-k must be >= 0" in user_error(capsys, ["fuse", "--runs", *runs, "--out", "f", "--rrf-k", "-1"])
     broken_model = tmp_path / "broken-model"
     shutil.copytree(tiny_model, broken_model)
     (broken_model / "xretrieve.json").write_text("{oops")
@@ -272,7 +275,18 @@ def test_demo_prints_ranked_hits_per_query(tmp_path, capsys, tiny_model):
     assert "  1. " in printed and "  2. " in printed and "  3. " not in printed
     assert "504 passages (ar 56, de 56, en 56, es 56, fa 56, fr 56, hi 56, ja 56, ru 56)" in printed
     assert "Top hit is a translation of the query (+) for" in printed
-    assert main(["demo", "--out", str(out), "--model", str(tiny_model), "--show", "1", "--quiet"]) == 0  # reuses it
+    assert "reusing" not in printed
+    assert main(["demo", "--out", str(out), "--model", str(tiny_model), "--show", "1", "--quiet"]) == 0
+    assert f"xretrieve: reusing {out} (built earlier; delete it to build it again)" in capsys.readouterr().out
+
+
+def test_search_reports_progress_in_queries_per_second_unless_quiet(built_index, queries, tmp_path, capsys):
+    run = tmp_path / "run.trec"
+    assert main(["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "search: encode queries: 100%" in err and "2/2" in err and "query/s" in err
+    assert main(["search", "--index", str(built_index), "--queries", str(queries), "--out", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_config_file_values_are_checked_like_flags(tmp_path, capsys):
@@ -306,3 +320,106 @@ def test_verbs_offer_only_the_flags_they_use(capsys):
         with pytest.raises(SystemExit):
             main([*argv, "--out", "x"])
         assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_help_shows_the_default_of_every_flag_that_takes_a_value():
+    import argparse
+
+    from xretrieve.cli import _HelpFormatter, build_parser
+
+    # flags whose unset value means a behaviour (all shards, the model's maximum, cpu ...) say which
+    implicit = {"device", "max_seq_length", "shard", "lang", "search_params", "metrics", "ray", "lang_weights"}
+    _, verbs = build_parser()
+    checked = 0
+    for name, parser in verbs.items():
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS:
+                continue
+            if action.default is not None or action.dest in implicit:
+                line = _HelpFormatter(name)._format_action(action)
+                assert "default" in line, f"{name} {action.option_strings[-1]}: {line!r}"
+                checked += 1
+            if action.default is not None:
+                assert str(action.default) in line.replace("\n", " "), f"{name} {action.option_strings[-1]}"
+    assert checked > 80
+    batch = next(a for a in verbs["encode"]._actions if a.dest == "batch_size")
+    assert "(default: 32)" in _HelpFormatter("encode")._format_action(batch)
+
+
+def test_generate_queries_offers_no_model_flag(capsys):
+    from xretrieve.cli import build_parser
+
+    _, verbs = build_parser()
+    assert "--model" not in verbs["generate-queries"].format_help()
+    assert "--generator" in verbs["generate-queries"].format_help()
+
+
+def python(*argv, cwd, timeout=60):
+    """This Python in a fresh process, importing this checkout's xretrieve: (exit code, stderr lines, seconds)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr.strip().splitlines(), time.perf_counter() - started
+
+
+def run_cli(*argv, cwd):
+    return python("-m", "xretrieve", *argv, cwd=cwd)
+
+
+def test_bad_input_fails_before_torch_is_imported(tmp_path, corpus, built_index, tiny_model, fake_encoder):
+    """Each fails with exit 2 and one line in well under the seconds that importing torch alone takes
+    (the bound is generous: the machine may be busy)."""
+    from xretrieve.config import EncodeConfig
+    from xretrieve.encode import encode_corpus
+
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"id": "a", "text": "x"}], indent=1))
+    no_text = tmp_path / "no-text.jsonl"
+    no_text.write_text('{"docid": "d1", "query_id": "q1", "lang": "es"}\n')
+    emb = encode_corpus(EncodeConfig(str(corpus), str(tmp_path / "emb"), progress=False), encoder=fake_encoder)
+    cases = [
+        (["train", "--train-data", str(no_text), "--out", "m"], "field 'positive_passages' is missing"),
+        (["distill", "--parallel", str(no_text), "--out", "m"], "field 'source' is missing"),
+        (["augment", "--embeddings", str(emb), "--generated", str(no_text), "--out", "a"], "field 'text' is missing"),
+        (["index", "--corpus", "/no/such.jsonl", "--out", "x"], "/no/such.jsonl: no such file"),
+        (["encode", "--corpus", str(array), "--out", "x"], "array.json:1: expected a JSON object per line"),
+        (["index", "--corpus", str(corpus), "--out", "x", "--model", "./no-such-model"], "no such model folder"),
+        (["search", "--index", "/no/such", "--queries", str(corpus), "--out", "r"], "/no/such: no manifest.json"),
+        (["serve", "--index", str(tmp_path / "nothing")], "nothing: no manifest.json"),
+        (
+            ["index", "--corpus", str(corpus), "--out", str(built_index), "--model", str(tiny_model), "--shards", "3"],
+            "idx: holds an index built with other settings (num_shards)",
+        ),
+    ]
+    for argv, message in cases:
+        code, lines, seconds = run_cli(*argv, cwd=tmp_path)
+        assert (code, len(lines)) == (2, 1) and message in lines[0], (argv, lines)
+        assert seconds < 3, (argv, seconds)
+    assert not (tmp_path / "x").exists()
+    assert "jq -c '.[]'" in run_cli("encode", "--corpus", str(array), "--out", "x", cwd=tmp_path)[1][0]
+
+
+def test_serve_exits_when_its_index_cannot_be_loaded_at_start_up(built_index, tmp_path):
+    (built_index / "shard-00001.faiss").write_bytes(b"damaged")
+    code, lines, _ = run_cli("serve", "--index", str(built_index), "--port", "0", cwd=tmp_path)
+    assert code == 2 and lines[-1].startswith(f"xretrieve: error: {built_index}: could not load the index: ")
+    assert "shard-00001.faiss: checksum mismatch" in lines[-1]
+
+
+def test_serve_logs_no_faiss_loader_chatter(tmp_path):
+    code = (
+        "import logging; from xretrieve.server import configure_logging; configure_logging(); import faiss; "
+        "logging.getLogger('xretrieve.server').info('ready'); logging.getLogger('faiss').warning('act on this')"
+    )
+    _, lines, _ = python("-c", code, cwd=tmp_path)
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "xretrieve.server INFO ready",
+        "faiss WARNING act on this",
+    ], lines

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from xretrieve.config import EncodeConfig, parse_shard
-from xretrieve.encode import Embeddings, encode_corpus, passage_text, shard_bounds
+from xretrieve.encode import Embeddings, encode_corpus, encode_texts, passage_text, shard_bounds
 from xretrieve.errors import UserError
 from xretrieve.formats import read_corpus
 from xretrieve.model import BiEncoder
@@ -199,3 +199,124 @@ def test_save_model_with_cls_pooling_matches_the_first_token_state(tiny_model, t
         from xretrieve.model import save_model
 
         save_model(str(hf), str(out))
+
+
+def test_killed_single_shard_resumes_from_its_last_checkpoint(corpus, tmp_path, fake_encoder, capsys):
+    out = tmp_path / "emb"
+    # one shard of 60, checkpoints every 16 (chunks 0-16, 16-32, 32-48, 48-60), batches of 8: die in chunk 2
+    settings = {"batch_size": 8, "checkpoint_every": 16}
+    with pytest.raises(Killed):
+        encode_corpus(config(corpus, out, **settings), encoder=DiesAfter(fake_encoder, 5))
+    assert not (out / "shard-00000.json").exists()
+    assert sorted(p.name for p in (out / "shard-00000.chunks").iterdir()) == [
+        "chunk-00000.json",
+        "chunk-00000.npy",
+        "chunk-00001.json",
+        "chunk-00001.npy",
+    ]
+    capsys.readouterr()
+
+    fake_encoder.calls = 0
+    encode_corpus(config(corpus, out, **settings), encoder=fake_encoder)
+    assert "resuming: 32 of 60 passages already encoded" in capsys.readouterr().err
+    assert fake_encoder.calls == 4  # chunk 2 (2 batches) and chunk 3 (12 rows: 2 batches)
+    assert not (out / "shard-00000.chunks").exists()
+    docs = read_corpus(corpus)
+    expected = np.stack([fake_encoder.vector(passage_text(d)) for d in docs])
+    np.testing.assert_array_equal(Embeddings(out).vectors(0), expected)
+    reference = tmp_path / "reference.npy"
+    np.save(reference, expected)  # the joined chunks are the file np.save writes for the whole shard
+    assert (out / "shard-00000.npy").read_bytes() == reference.read_bytes()
+    Embeddings(out).verify()
+
+
+def test_a_damaged_checkpoint_is_encoded_again(corpus, tmp_path, fake_encoder):
+    out = tmp_path / "emb"
+    with pytest.raises(Killed):
+        encode_corpus(config(corpus, out, batch_size=8, checkpoint_every=16), encoder=DiesAfter(fake_encoder, 5))
+    np.save(out / "shard-00000.chunks" / "chunk-00001.npy", np.zeros((16, 16), np.float32))
+    fake_encoder.calls = 0
+    encode_corpus(config(corpus, out, batch_size=8, checkpoint_every=16), encoder=fake_encoder)
+    assert fake_encoder.calls == 6  # chunks 1, 2 and 3
+    docs = read_corpus(corpus)
+    np.testing.assert_array_equal(
+        Embeddings(out).vectors(0), np.stack([fake_encoder.vector(passage_text(d)) for d in docs])
+    )
+
+
+def test_checkpoints_of_another_shard_count_are_refused_before_encoding(corpus, tmp_path, fake_encoder):
+    out = tmp_path / "emb"
+    with pytest.raises(Killed):
+        encode_corpus(config(corpus, out, batch_size=8, checkpoint_every=16), encoder=DiesAfter(fake_encoder, 3))
+    fake_encoder.calls = 0
+    with pytest.raises(UserError, match=r"chunk-00000\.json: this folder holds part of a shard of a different run"):
+        encode_corpus(config(corpus, out, num_shards=2), encoder=fake_encoder)
+    assert fake_encoder.calls == 0
+
+
+def test_too_little_disk_space_is_refused_before_encoding(corpus, tmp_path, fake_encoder, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    # 60 rows x 16 float32: 3,840 bytes for the shard and as much for its chunks
+    with pytest.raises(UserError, match=r"emb: shard-00000 and its chunks needs about 0 MB but the disk has 0 MB free"):
+        encode_corpus(config(corpus, tmp_path / "emb"), encoder=fake_encoder)
+    assert fake_encoder.calls == 0
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused_before_the_model_loads(corpus, tmp_path, fake_encoder):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=r"a-file/emb: cannot be a folder: .*a-file is a file"):
+        encode_corpus(config(corpus, blocker / "emb"), encoder=fake_encoder)
+    assert fake_encoder.calls == 0
+
+
+def test_a_failed_write_names_the_file(corpus, tmp_path, fake_encoder, monkeypatch):
+    def full_disk(file, array):
+        raise OSError("57600 requested and 25568 written")  # what numpy says when the disk fills up
+
+    monkeypatch.setattr(np, "save", full_disk)
+    with pytest.raises(OSError) as failure:
+        encode_corpus(config(corpus, tmp_path / "emb"), encoder=fake_encoder)
+    assert failure.value.filename == str(tmp_path / "emb" / "shard-00000.chunks" / "chunk-00000.npy")
+    assert failure.value.strerror == "cannot write (57600 requested and 25568 written; is the disk full?)"
+    assert not list((tmp_path / "emb").rglob("*.tmp"))
+
+
+class RecordingBar:
+    def __init__(self):
+        self.updates = []
+
+    def update(self, n):
+        self.updates.append(n)
+
+
+def test_progress_counts_tokens_read_so_the_first_batches_do_not_skew_the_eta(fake_encoder):
+    texts = ["a " * 100, "b " * 3, "c " * 2, "d " * 700, "e", "f " * 4]  # words stand for tokens
+    fake_encoder.passage_room = 510
+    bar = RecordingBar()
+    encode_texts(fake_encoder, texts, batch_size=2, bar=bar)
+    # longest first; a passage weighs what the model reads of it: 700 words count 510
+    assert bar.updates == [510 + 100, 4 + 3, 2 + 1]
+
+
+def test_truncated_passages_are_counted_once_at_the_end(corpus, tmp_path, fake_encoder, capsys):
+    fake_encoder.passage_room = 5
+    docs = read_corpus(corpus)
+    long = sum(len(passage_text(d).split()) > 5 for d in docs)
+    assert 0 < long < len(docs)
+    out = encode_corpus(config(corpus, tmp_path / "emb", num_shards=2, checkpoint_every=7), encoder=fake_encoder)
+    err = capsys.readouterr().err
+    assert f"xretrieve: {long} passages truncated to 512 tokens" in err and err.count("truncated") == 1
+    assert sum(json.loads((out / f"shard-0000{i}.json").read_text())["truncated"] for i in range(2)) == long
+
+
+def test_counting_tokens_of_a_long_passage_warns_about_nothing(tiny_model, capfd):
+    encoder = BiEncoder(str(tiny_model))  # a fresh tokenizer: its one-time warning has not been spent
+    lengths = encoder.token_lengths(["the quick brown fox " * 40])
+    # the model reads 64 tokens; this word-level tokenizer adds no special tokens, the prompt takes one
+    assert lengths == [160] and encoder.max_seq_length == 64 and encoder.passage_room == 63
+    assert "Token indices sequence length" not in capfd.readouterr().err

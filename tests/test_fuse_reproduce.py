@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -48,10 +49,12 @@ def test_fuse_needs_two_runs(runs, tmp_path):
         fuse_runs([runs[0], runs[1], runs[0]], str(tmp_path / "x.trec"), method="interpolation")
 
 
-def write_spec(tmp_path, expected, command='echo \'{"all": {"nDCG@10": 0.5}}\' > ${WORK}/m.json', tolerance=0.01):
+def write_spec(
+    tmp_path, expected, command='echo \'{"all": {"nDCG@10": 0.5}}\' > ${WORK}/m.json', tolerance=0.01, **variables
+):
     spec = {
         "name": "t",
-        "variables": {"WORK": str(tmp_path)},
+        "variables": {"WORK": str(tmp_path), **variables},
         "conditions": [
             {
                 "name": "c1",
@@ -93,3 +96,18 @@ def test_reproduce_undefined_variable(tmp_path):
     path = write_spec(tmp_path, {"all.nDCG@10": 0.5}, command="echo ${NOPE}")
     with pytest.raises(UserError, match=r"\$\{NOPE\} is not defined"):
         reproduce(str(path), echo=lambda _: None)
+
+
+def test_reproduce_quotes_substituted_values_in_commands(tmp_path, monkeypatch):
+    """A value from the environment is data to bash, not code: `; touch` must not run, spaces stay one word."""
+    work = tmp_path / "my work"
+    work.mkdir()
+    pwned = tmp_path / "pwned"
+    monkeypatch.setenv("WORK", str(work))
+    monkeypatch.setenv("NOTE", f"x; touch {pwned} $(touch {pwned}) `touch {pwned}`")
+    command = 'echo ${NOTE} > ${WORK}/note.txt && echo \'{"all": {"nDCG@10": 0.5}}\' > ${WORK}/m.json'
+    spec = write_spec(tmp_path, {"all.nDCG@10": 0.5}, command=command, NOTE="")
+    checks = reproduce(str(spec), echo=lambda _: None)
+    assert not pwned.exists()
+    assert (work / "note.txt").read_text() == os.environ["NOTE"] + "\n"
+    assert [c.ok for c in checks] == [True]

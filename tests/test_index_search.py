@@ -250,8 +250,25 @@ def test_rerunning_index_from_a_corpus_does_no_work_and_other_settings_are_refus
     build_index(config, encoder=encoder)
     assert encoder.calls == encodes and (tmp_path / "idx" / "manifest.json").read_bytes() == manifest
     config.seed = 1  # would train another quantizer: not silently mixed with the shards already there
-    with pytest.raises(UserError, match="shard of a different run"):
+    with pytest.raises(UserError, match=r"holds an index built with other settings \(seed\)"):
         build_index(config, encoder=encoder)
+    config.seed, config.num_shards = 0, 2  # refused before encoding, not after, and leaves no embeddings behind
+    with pytest.raises(UserError, match=r"holds an index built with other settings \(num_shards\)"):
+        build_index(config, encoder=encoder)
+    assert encoder.calls == encodes and not (tmp_path / "idx" / "embeddings").exists()
+
+
+def test_an_unfinished_index_of_other_settings_is_refused_before_encoding(tmp_path):
+    encoder = FakeEncoder(dim=16)
+    corpus = write_corpus(tmp_path / "c.jsonl", 300)
+    config = IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), factory="Flat", progress=False)
+    build_index(config, encoder=encoder)
+    (tmp_path / "idx" / "manifest.json").unlink()  # as if killed before the manifest: shard records remain
+    encodes = encoder.calls
+    config.num_shards = 3
+    with pytest.raises(UserError, match=r"shard-00000\.json: this folder holds a shard of a different index build"):
+        build_index(config, encoder=encoder)
+    assert encoder.calls == encodes and not (tmp_path / "idx" / "embeddings").exists()
 
 
 def test_index_from_a_corpus_checks_device_and_factory_before_encoding(tmp_path):
@@ -265,3 +282,22 @@ def test_index_from_a_corpus_checks_device_and_factory_before_encoding(tmp_path)
         with pytest.raises(UserError, match="--device cuda needs faiss-gpu"):
             build_index(IndexConfig(out=str(tmp_path / "b"), corpus=str(corpus), device="cuda"), encoder=encoder)
     assert encoder.calls == 0 and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_failed_index_write_names_the_file(tmp_path, monkeypatch):
+    import faiss
+
+    write_index = faiss.write_index
+
+    def full_disk(index, target, *flags):
+        if not isinstance(target, str):  # serialize_index writes to memory through it: not a file
+            return write_index(index, target, *flags)
+        raise RuntimeError("Error in faiss::FileIOWriter::operator(): ret == (n) failed: write error")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    corpus = write_corpus(tmp_path / "c.jsonl", 20)
+    config = IndexConfig(out=str(tmp_path / "idx"), corpus=str(corpus), factory="Flat", progress=False)
+    with pytest.raises(OSError) as failure:
+        build_index(config, encoder=FakeEncoder(dim=16))
+    assert failure.value.filename == str(tmp_path / "idx" / "shard-00000.faiss")
+    assert "ret == (n) failed: write error" in failure.value.strerror

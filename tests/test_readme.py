@@ -22,3 +22,23 @@ def test_readme_commands_install_cpu_torch_first():
         torch_step = next(i for i, s in enumerate(steps) if "torch==2.13.0" in s)
         package_step = next(i for i, s in enumerate(steps) if "pip install -e" in s)
         assert torch_step < package_step
+
+
+def test_readme_documents_every_field_alias_of_the_input_files():
+    """The readers accept other datasets' field names; each one is documented in the formats table."""
+    from xretrieve.formats import ID_FIELDS, QUERY_TEXT_FIELDS
+
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith(("| corpus | jsonl", "| queries | jsonl"))
+    }
+    for kind in ("corpus", "queries"):
+        assert all(f"`{field}`" in rows[kind] for field in ID_FIELDS), kind
+    assert all(f"`{field}`" in rows["queries"] for field in QUERY_TEXT_FIELDS)
+
+
+def test_readme_documents_truncation_and_resuming():
+    readme = (ROOT / "README.md").read_text()
+    assert "passages truncated to 512 tokens" in readme
+    assert "resuming: N of M passages already encoded" in readme and "--checkpoint-every" in readme

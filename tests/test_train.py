@@ -285,6 +285,23 @@ def test_mined_negatives_never_contain_positives(tiny_model, tmp_path):
     assert json.loads((model / "xretrieve.json").read_text())["training"]["negatives_used"] == 1
 
 
+def test_mining_reports_progress_while_it_searches(tiny_model, tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "train.jsonl", n=6)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": e.positives[0].id, "text": e.positives[0].text}) + "\n" for e in iter_training(pairs))
+    )
+    assert (
+        main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "idx"), "--model", str(tiny_model), "--quiet"])
+        == 0
+    )
+    capsys.readouterr()
+    config = MineConfig(train_data=str(pairs), index=str(tmp_path / "idx"), out=str(tmp_path / "m.jsonl"), negatives=1)
+    mine_negatives(config)
+    err = capsys.readouterr().err
+    assert "mine-negatives: search: 100%" in err and "6/6" in err
+
+
 def test_distillation_maps_translations_onto_the_teacher(tiny_model, tiny_model_b, tmp_path):
     """The student (other weights) learns the teacher's embedding of the source for source and translation."""
     from xretrieve.model import BiEncoder

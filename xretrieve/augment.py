@@ -64,6 +64,10 @@ def augment_embeddings(config: AugmentConfig, encoder=None) -> Path:
     generated = Path(config.generated)
     if not generated.is_file():
         raise UserError(f"{generated}: no such file")
+    # one pass over the file before the model loads: a bad line fails at once, and the bars get a total
+    queries = sum(1 for _ in iter_generated(generated))
+    if not queries:
+        raise UserError(f"{generated}: no generated queries")
     source.verify()
     num_shards = len(source.shards)
     if config.shard is not None and config.shard[1] != num_shards:
@@ -86,7 +90,7 @@ def augment_embeddings(config: AugmentConfig, encoder=None) -> Path:
     for index in mine:
         known[index] = load_shard_record(out, index, plan)
         if known[index] is None:
-            known[index] = _augment_shard(source, index, generated, encoder, config, weights, plan, out)
+            known[index] = _augment_shard(source, index, generated, queries, encoder, config, weights, plan, out)
     records = finished_records(out, num_shards, plan, known)
     if records is None:
         return out
@@ -94,7 +98,7 @@ def augment_embeddings(config: AugmentConfig, encoder=None) -> Path:
     return out
 
 
-def _augment_shard(source, index, generated, encoder, config, weights, plan, out) -> dict:
+def _augment_shard(source, index, generated, queries, encoder, config, weights, plan, out) -> dict:
     from tqdm import tqdm
 
     name = shard_name(index)
@@ -121,7 +125,7 @@ def _augment_shard(source, index, generated, encoder, config, weights, plan, out
             scale.clear()
 
     desc = f"augment {name} ({index + 1}/{len(source.shards)})"
-    for query in tqdm(iter_generated(generated), desc=desc, unit="query", disable=not config.progress):
+    for query in tqdm(iter_generated(generated), desc=desc, total=queries, unit="query", disable=not config.progress):
         seen += 1
         row = row_of.get(query.docid)
         weight = weights.get(query.lang, 1.0)

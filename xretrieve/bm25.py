@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from xretrieve.manifest import read_manifest, sha256_file, write_manifest
 
 INDEX_KIND = "bm25-index"
 MIN_JAVA = 21  # Anserini 1.x is compiled for Java 21
+_SEARCH_BLOCK = 1000  # queries per batch_search call (Anserini spreads each over the threads)
 JVM_DIRS = ("/usr/lib/jvm",)
 
 # pyserini's --language codes and the Lucene analyzer Anserini uses for each (Anserini's AnalyzerMap and
@@ -161,7 +163,7 @@ def _language(language: str | None) -> str:
     return code
 
 
-def bm25_index(corpus: str, out: str, language: str | None = None, threads: int = 1) -> Path:
+def bm25_index(corpus: str, out: str, language: str | None = None, threads: int = 1, progress: bool = True) -> Path:
     """Build a Lucene BM25 index of a corpus jsonl in folder `out` (which must be new or empty).
 
     Each document is indexed as "title text" with the analyzer for `language` (default English).
@@ -196,6 +198,9 @@ def bm25_index(corpus: str, out: str, language: str | None = None, threads: int 
         command += ["-input", str(collection), "-index", str(index)]
         if language != "en":
             command += ["-language", language]
+        started = time.perf_counter()
+        if progress:  # pyserini's own log is kept for errors: say what runs meanwhile
+            print(f"bm25: indexing {rows} documents with pyserini, {threads} thread(s) ...", file=sys.stderr)
         proc = subprocess.run(command, env=env, capture_output=True, text=True)
         log = proc.stdout + proc.stderr
         # the count is printed with the JVM locale's digit grouping ("100,000", "100.000", "100 000")
@@ -221,6 +226,8 @@ def bm25_index(corpus: str, out: str, language: str | None = None, threads: int 
             },
         )
         os.replace(index, out_path)  # whole folder at once; replaces an empty folder
+        if progress:
+            print(f"bm25: indexed {rows} documents in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return out_path
@@ -236,6 +243,7 @@ def bm25_search(
     language: str | None = None,
     tag: str = "bm25",
     threads: int = 1,
+    progress: bool = True,
 ) -> Path:
     """Search a BM25 index with a queries file; write a TREC run and its provenance (`OUT.json`).
 
@@ -243,6 +251,8 @@ def bm25_search(
     scores rounded to 4 decimals, nudging equal rounded scores down by 1e-6 steps so the order survives; the
     run keeps that order.
     """
+    from tqdm import tqdm
+
     manifest = read_manifest(index, INDEX_KIND)
     if language is not None and _language(language) != manifest["language"]:
         raise UserError(f"language {language!r}: {index} was built with the {manifest['language']!r} analyzer")
@@ -255,15 +265,18 @@ def bm25_search(
         searcher.set_bm25(float(k1), float(b))
         if language != "en":
             searcher.set_language(language)
-        texts, qids = JArrayList(), JArrayList()
-        for query in query_list:
-            texts.add(query.text)
-            qids.add(query.id)
-        results = searcher.batch_search(texts, qids, int(k), max(1, int(threads)))
-        hits = {
-            entry.getKey(): [(h.docid, float(h.score)) for h in entry.getValue()]
-            for entry in results.entrySet().toArray()
-        }
+        hits = {}
+        with tqdm(total=len(query_list), desc="bm25 search", unit="query", disable=not progress) as bar:
+            for start in range(0, len(query_list), _SEARCH_BLOCK):  # blocks, so that the bar moves
+                block = query_list[start : start + _SEARCH_BLOCK]
+                texts, qids = JArrayList(), JArrayList()
+                for query in block:
+                    texts.add(query.text)
+                    qids.add(query.id)
+                results = searcher.batch_search(texts, qids, int(k), max(1, int(threads)))
+                for entry in results.entrySet().toArray():
+                    hits[entry.getKey()] = [(h.docid, float(h.score)) for h in entry.getValue()]
+                bar.update(len(block))
     finally:
         searcher.close()
     model = {"name": "bm25", "k1": k1, "b": b, "language": language, "analyzer": ANALYZERS[language]}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -72,6 +74,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         queries=args.queries,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
         skip_missing=args.skip_missing,
+        by=args.by,
     )
     print(format_table(summary))
 
@@ -118,7 +121,7 @@ def _bm25(args: argparse.Namespace) -> None:
 
     if args.action == "index":
         need("corpus", "out")
-        out = bm25_index(args.corpus, args.out, language=args.language, threads=args.threads)
+        out = bm25_index(args.corpus, args.out, language=args.language, threads=args.threads, progress=not args.quiet)
         print(f"bm25 index: {out}")
     else:
         need("index", "queries", "out")
@@ -132,6 +135,7 @@ def _bm25(args: argparse.Namespace) -> None:
             language=args.language,
             tag=args.tag,
             threads=args.threads,
+            progress=not args.quiet,
         )
         print(f"run: {out}")
 
@@ -205,7 +209,7 @@ def _generate_queries(args: argparse.Namespace) -> None:
         GenerateConfig,
         args,
         langs=parse_langs(args.langs) or [],
-        generator=args.generator or args.model,  # --model also names the seq2seq generator
+        generator=args.generator or _deprecated_model_flag(args.model),
         shard=_shard(args),
     )
     out = generate_queries(config)
@@ -227,6 +231,12 @@ def _adapt(args: argparse.Namespace) -> None:
 
     out = adapt(_config(AdaptConfig, args, langs=parse_langs(args.langs) or []))
     print(f"index: {out}")
+
+
+def _deprecated_model_flag(model: str | None) -> str | None:
+    if model:
+        print("xretrieve: generate-queries --model is deprecated: use --generator", file=sys.stderr)
+    return model
 
 
 def _train_generator(args: argparse.Namespace) -> None:
@@ -260,13 +270,24 @@ def _add_common(parser: argparse.ArgumentParser, common: tuple[str, ...]) -> Non
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_checkpoint_every(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="save encoding progress every N passages: an interrupted run resumes from there",
+    )
+
+
 def _add_ray(parser: argparse.ArgumentParser, work: str) -> None:
     parser.add_argument(
         "--ray",
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help=f"{work} on Ray (extra 'dist'): join the cluster at ADDRESS, or start a local one without it",
+        help=f"{work} on Ray (extra 'dist'): join the cluster at ADDRESS, or start a local one without it "
+        "(default: no Ray)",
     )
 
 
@@ -287,7 +308,29 @@ def _add_llm(parser: argparse.ArgumentParser, max_new_tokens: int, temperature: 
     parser.add_argument("--retries", type=int, default=5, help="retries after a 429, a 5xx or a timeout")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every flag that takes a value shows its default, unless its help already says what it is."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and self._has_default(action):  # argparse prints no help line at all for None
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if self._has_default(action) and "default" not in text:
+            return f"{text} (default: %(default)s)".strip()
+        return text
+
+    @staticmethod
+    def _has_default(action: argparse.Action) -> bool:
+        return bool(action.option_strings) and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from xretrieve.evaluate import BREAKDOWNS
+
     parser = argparse.ArgumentParser(prog="xretrieve", description="Cross-lingual dense retrieval.")
     parser.add_argument("--version", action="version", version=f"xretrieve {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -296,7 +339,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     def verb(
         name: str, handler: Callable, help_text: str, common: tuple[str, ...] = COMMON_FLAGS
     ) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)
         sub.set_defaults(handler=handler)
         _add_common(sub, common)
         subparsers[name] = sub
@@ -305,11 +348,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = verb("encode", _encode, "Encode a corpus into sharded embeddings (resumable).")
     p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?) or .tsv (id, text)")
     p.add_argument("--out", required=True, help="embeddings folder")
-    p.add_argument("--shard", help="encode only shard i of n, e.g. 0/4")
+    p.add_argument("--shard", help="encode only shard i of n, e.g. 0/4 (default: all --shards)")
     p.add_argument("--shards", type=int, default=1, help="number of shards when encoding all (default 1)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="storage type")
-    p.add_argument("--max-seq-length", type=int, help="truncate passages to this many tokens")
-    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+    p.add_argument(
+        "--max-seq-length", type=int, help="truncate passages to this many tokens (default: the model's maximum)"
+    )
+    p.add_argument("--device", help="torch device (cpu, cuda, ...; default cpu)")
+    _add_checkpoint_every(p)
     _add_ray(p, "encode shards in parallel with a pool of encoder actors (a GPU each where there are GPUs)")
 
     p = verb("index", _index, "Build a sharded FAISS index from a corpus or stored embeddings.")
@@ -338,6 +384,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--translate-weight", type=float, default=0.5, help="weight of the translations against the query (0..1)"
     )
     p.add_argument("--translate-targets", help="languages to translate queries into (default: the documents')")
+    _add_checkpoint_every(p)
     _add_ray(p, "encode and build shards as parallel tasks")
 
     p = verb("search", _search, "Search an index with a queries file; write a TREC run.")
@@ -345,10 +392,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--queries", required=True, help="queries .jsonl (id, text, lang?) or .tsv (id, text)")
     p.add_argument("--out", required=True, help="TREC run file (provenance goes to OUT.json)")
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--lang", help="only documents in these languages, e.g. en,fi")
-    p.add_argument("--search-params", help="FAISS parameters, e.g. nprobe=64 or efSearch=256")
+    p.add_argument("--lang", help="only documents in these languages, e.g. en,fi (default: all)")
+    p.add_argument(
+        "--search-params", help="FAISS parameters, e.g. nprobe=64 or efSearch=256 (default: the index manifest's)"
+    )
     p.add_argument("--tag", default="xretrieve", help="run tag (last TREC column)")
-    p.add_argument("--device", help="torch device for the query encoder")
+    p.add_argument("--device", help="torch device for the query encoder (default cpu)")
     p.add_argument(
         "--no-translate",
         dest="translate",
@@ -361,13 +410,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     judged = p.add_mutually_exclusive_group(required=True)
     judged.add_argument("--qrels", help="TREC qrels: qid 0 docid relevance")
     judged.add_argument("--answers", help="XOR-Retrieve answers jsonl (id, answers, lang); needs --corpus")
-    p.add_argument("--corpus", help="corpus holding the run's passages (for --answers)")
+    p.add_argument("--corpus", help="corpus holding the run's passages (for --answers and --by doc-lang)")
     p.add_argument("--queries", help="queries file: its languages give the per-language table")
-    p.add_argument("--metrics", help="comma-separated, e.g. nDCG@10,R@100,RR@10 (or R@2kt,R@5kt with --answers)")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated trec_eval measures (default nDCG@10,R@100,RR@10; with --answers R@2kt,R@5kt)",
+    )
     p.add_argument(
         "--skip-missing",
         action="store_true",
         help="average over queries in the run only (trec_eval without -c); default: missing score 0",
+    )
+    p.add_argument(
+        "--by",
+        default="query-lang",
+        choices=BREAKDOWNS,
+        help="per language of the queries (with --queries); doc-lang adds one per language of the relevant "
+        "documents (with --qrels and --corpus)",
     )
     p.add_argument("--out", help="write the scores as JSON")
 
@@ -396,10 +455,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--layout", required=True, choices=["miracl", "xor-retrieve", "tevatron", "swim-ir", "beir"])
     p.add_argument("--source", required=True, help="the dataset's folder (or file) as distributed")
     p.add_argument("--out", required=True, help="folder for the converted files")
-    p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: filter)")
+    p.add_argument("--lang", help="language (MIRACL: required; XOR, SWIM-IR: a filter, default all)")
     p.add_argument("--split", default="dev", help="train, dev, test (MIRACL: test-a, test-b)")
 
-    p = verb("bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.", ())
+    p = verb(
+        "bm25", _bm25, "BM25 baseline through pyserini (extra 'bm25', Java 21+): index a corpus, search it.", ("quiet",)
+    )
     p.add_argument("action", choices=["index", "search"])
     p.add_argument("--corpus", help="index: corpus jsonl")
     p.add_argument("--index", help="search: the BM25 index folder")
@@ -421,12 +482,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     p.add_argument("--out", required=True, help="new model folder")
     p.add_argument("--pooling", default="mean", choices=["mean", "cls", "max", "lasttoken"])
-    p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--max-seq-length", type=int, help="default: the model's own")
     p.add_argument("--query-prompt", default="", help="text put before every query, e.g. 'query: '")
     p.add_argument("--passage-prompt", default="", help="text put before every passage")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
 
-    p = verb("generate-queries", _generate_queries, "Generate queries in other languages for each passage (xQG).")
+    p = verb(
+        "generate-queries",
+        _generate_queries,
+        "Generate queries in other languages for each passage (xQG).",
+        ("batch_size", "quiet"),
+    )
+    p.add_argument("--model", help=argparse.SUPPRESS)  # deprecated spelling of --generator, kept for old commands
     p.add_argument("--corpus", required=True, help="corpus .jsonl (id, text, title?, lang?)")
     p.add_argument("--out", required=True, help="generated queries .jsonl (docid, lang, text, generator, seed)")
     p.add_argument("--langs", required=True, help="target languages, e.g. es,fr,ja")
@@ -437,9 +504,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--max-input-tokens", type=int, default=512)
     p.add_argument("--max-words", type=int, default=32, help="apertium: words of title + lead sentence translated")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes)")
+    p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4, for parallel processes (default: all)")
     p.add_argument("--shard-size", type=int, default=1000, help="passages per resumable shard")
-    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--device", help="torch device (cpu, cuda, ...; default cpu)")
     _add_llm(p, max_new_tokens=64, temperature=0.7)
 
     p = verb("synthesize", _synthesize, "Synthetic training data (SWIM-IR): queries in other languages for passages.")
@@ -486,14 +553,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--corpus")
     p.add_argument("--default-lang", help="language of queries that carry none")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (default: --epochs passes)")
     p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--max-input-tokens", type=int, default=256)
     p.add_argument("--max-target-tokens", type=int, default=64)
     p.add_argument("--save-steps", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--device", help="torch device (cpu, cuda, ...; default cpu)")
 
     p = verb("augment", _augment, "Fold generated queries into passage embeddings (xQG): a new embeddings folder.")
     p.add_argument("--embeddings", required=True, help="embeddings folder written by `xretrieve encode`")
@@ -501,10 +568,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", required=True, help="new embeddings folder (index it with `xretrieve index --embeddings`)")
     p.add_argument("--alpha", type=float, default=0.01, help="weight of the queries: (1-a)*passage + a*queries")
     p.add_argument("--mode", default="sum", choices=["sum", "mean"], help="sum of query vectors (paper) or mean")
-    p.add_argument("--lang-weights", help="weight per query language, e.g. es=1,fr=0.5 (others 1; 0 drops one)")
+    p.add_argument("--lang-weights", help="weight per query language, e.g. es=1,fr=0.5; 0 drops one (default: all 1)")
     p.add_argument("--renormalize", action="store_true", help="scale augmented vectors to unit length")
-    p.add_argument("--shard", help="only embeddings shard i of n, e.g. 0/4 (n must be the folder's shard count)")
-    p.add_argument("--device", help="torch device for the query encoder")
+    p.add_argument(
+        "--shard", help="only embeddings shard i of n (n: the folder's shard count), e.g. 0/4 (default: all)"
+    )
+    p.add_argument("--device", help="torch device for the query encoder (default cpu)")
 
     p = verb(
         "serve", _serve, "Serve an index over HTTP: POST /v1/search, a search page at /, OpenAPI at /docs.", ("model",)
@@ -516,7 +585,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         action="store_false",
         help="search with the queries as given, even if the index records translate-test",
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--api-key", action="append", help="accepted API key, 16+ characters (repeatable; also XRETRIEVE_API_KEYS=a,b)"
@@ -550,7 +619,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         p.add_argument("--epochs", type=float, default=1.0)
         p.add_argument("--learning-rate", type=float, default=2e-5)
         p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent warming up")
-        p.add_argument("--max-seq-length", type=int, help="truncate texts to this many tokens")
+        p.add_argument(
+            "--max-seq-length", type=int, help="truncate texts to this many tokens (default: the model's maximum)"
+        )
         p.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps")
         p.add_argument("--checkpoints", help="checkpoint folder (default OUT.checkpoints)")
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -562,7 +633,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--train-data", required=True, help="Tevatron-layout jsonl: query_id, query, positive_passages ...")
     p.add_argument("--out", required=True, help="new model folder")
     p.add_argument("--corpus", help="corpus to join passages given as bare docids")
-    p.add_argument("--mini-batch-size", type=int, help="cached MNRL (GradCache) in chunks of this size")
+    p.add_argument(
+        "--mini-batch-size", type=int, help="cached MNRL (GradCache) in chunks of this size (default: not cached)"
+    )
     p.add_argument("--temperature", type=float, default=0.05, help="softmax temperature (scale = 1/temperature)")
     p.add_argument("--negatives", type=int, help="hard negatives per query (default: as many as all examples have)")
     p.add_argument(
@@ -577,8 +650,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         default=1.0,
         help="languages sampled with weight n**alpha (1 proportional, 0 uniform)",
     )
-    p.add_argument("--query-prompt", help="override the model's query prompt")
-    p.add_argument("--passage-prompt", help="override the model's passage prompt")
+    p.add_argument("--query-prompt", help="override the model's query prompt (default: the model's)")
+    p.add_argument("--passage-prompt", help="override the model's passage prompt (default: the model's)")
     p.add_argument("--dev-corpus", help="dev evaluation during training: corpus ...")
     p.add_argument("--dev-queries", help="... queries ...")
     p.add_argument("--dev-qrels", help="... and qrels (nDCG@10, RR@10, R@100 every --eval-steps)")
@@ -612,8 +685,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         default=0.9,
         help="drop candidates this similar to a positive (character 3-gram Jaccard)",
     )
-    p.add_argument("--lang", help="mine only from documents in these languages")
-    p.add_argument("--device", help="torch device for the query encoder")
+    p.add_argument("--lang", help="mine only from documents in these languages (default: all)")
+    p.add_argument("--device", help="torch device for the query encoder (default cpu)")
 
     p = verb(
         "demo", _demo, "Index the bundled mixed-language corpus and answer its sample queries.", ("model", "quiet")
@@ -664,11 +737,26 @@ def _with_config_file(argv: list[str], subparsers: dict[str, argparse.ArgumentPa
     return argv[: verb_at + 1] + tokens + argv[verb_at + 1 :]
 
 
+# flags that name input files, checked before a verb imports anything heavy (torch alone takes seconds);
+# folders (--index, --embeddings) are checked by their manifest readers, which import nothing heavy either
+INPUT_FILES = ("corpus", "queries", "qrels", "answers", "run", "runs", "generated", "train_data", "parallel", "train")
+INPUT_FILES += ("dev_corpus", "dev_queries", "dev_qrels", "file")
+
+
+def _check_input_files(args: argparse.Namespace) -> None:
+    for dest in INPUT_FILES:
+        value = getattr(args, dest, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path is not None and not os.path.isfile(path):
+                raise UserError(f"{path}: {'is a folder, not a file' if os.path.isdir(path) else 'no such file'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
     try:
         args = parser.parse_args(_with_config_file(argv, subparsers))
+        _check_input_files(args)
         status = args.handler(args)
     except UserError as exc:
         print(f"xretrieve: error: {exc}", file=sys.stderr)

@@ -40,10 +40,13 @@ class EncodeConfig:
     dtype: str = "float32"
     max_seq_length: int | None = None
     device: str | None = None
+    checkpoint_every: int = 1000  # passages: an interrupted shard keeps its finished chunks of this size
     progress: bool = True
     ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise UserError(f"--checkpoint-every {self.checkpoint_every}: must be at least 1")
         if self.dtype not in STORAGE_DTYPES:
             raise UserError(f"--dtype {self.dtype!r}: choose one of {', '.join(STORAGE_DTYPES)}")
         if self.batch_size < 1:
@@ -68,6 +71,7 @@ class IndexConfig:
     dtype: str = "float32"
     keep_embeddings: bool = False
     seed: int = 0
+    checkpoint_every: int = 1000  # passages per encoding checkpoint (EncodeConfig)
     progress: bool = True
     ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
     translate: str | None = None  # record translate-test: searches translate queries with this backend
@@ -100,6 +104,7 @@ class SearchConfig:
     tag: str = "xretrieve"
     device: str | None = None
     translate: bool = True  # translate-test, when the index records it (--no-translate turns it off)
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1:

@@ -22,7 +22,9 @@ def run_demo(
     """Build (or reuse) the demo index, print ranked hits per query; return the share of queries whose
     top hit is a translation of the query."""
     data = demo_data()
-    if not (Path(out) / MANIFEST_NAME).is_file():
+    if (Path(out) / MANIFEST_NAME).is_file():
+        print(f"xretrieve: reusing {out} (built earlier; delete it to build it again)")
+    else:
         build_index(
             IndexConfig(out=out, corpus=str(data / "corpus.jsonl"), model=model, progress=progress), encoder=encoder
         )

@@ -1,16 +1,25 @@
-"""Sharded, resumable corpus encoding: corpus -> shard-*.npy + ids + langs + manifest.json."""
+"""Sharded, resumable corpus encoding: corpus -> shard-*.npy + ids + langs + manifest.json.
+
+Within a shard, work is checkpointed every `checkpoint_every` passages (SHARD.chunks/), so an interrupted run
+loses at most one chunk, whatever the number of shards."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from xretrieve.config import EncodeConfig
 from xretrieve.errors import UserError
-from xretrieve.formats import passage_text, read_corpus, read_lines, write_lines
+from xretrieve.formats import Document, passage_text, read_corpus, read_lines, write_lines
 from xretrieve.manifest import (
     atomic_open,
+    atomic_write_json,
+    check_free_space,
+    check_writable_folder,
     checksums,
     finished_records,
     load_shard_record,
@@ -32,27 +41,119 @@ def shard_bounds(rows: int, num_shards: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
-def encode_texts(encoder, texts: list[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
-    """Encode in batches of similar token length (less padding), rows returned in input order."""
+def encode_texts(
+    encoder, texts: list[str], batch_size: int, progress: bool = False, desc: str = "", bar=None, lengths=None
+) -> np.ndarray:
+    """Encode in batches of similar token length (less padding), rows returned in input order.
+
+    Progress counts tokens read (a passage weighs its token count, up to the model's room), so the rate and
+    ETA hold from the first batch although the longest passages go first; `bar` is a caller's such bar.
+    """
     from tqdm import tqdm
 
-    lengths = np.asarray(encoder.token_lengths(texts)) if texts else np.zeros(0, int)
-    order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks show up at once
+    weights = token_weights(encoder, token_lengths(encoder, texts) if lengths is None else lengths)
+    order = np.argsort(-weights, kind="stable")  # longest first: memory peaks show up at once
     out = np.empty((len(texts), encoder.dim), np.float32)
-    with tqdm(total=len(texts), desc=desc, unit="passage", disable=not progress) as bar:
+    own = bar is None
+    if own:
+        bar = _token_bar(tqdm, int(weights.sum()), desc, progress)
+    try:
         for start in range(0, len(texts), batch_size):
             batch = order[start : start + batch_size]
             out[batch] = encoder.encode_passages([texts[i] for i in batch], batch_size=batch_size)
-            bar.update(len(batch))
+            bar.update(int(weights[batch].sum()))
+    finally:
+        if own:
+            bar.close()
     return out
 
 
-def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
-    """Encode the corpus (all shards, or only `config.shard`); finished shards are skipped."""
+def _token_bar(tqdm, total: int, desc: str, progress: bool):
+    return tqdm(total=total, desc=desc, unit="tok", unit_scale=True, disable=not progress)
+
+
+def token_lengths(encoder, texts: list[str], block: int = 4096) -> np.ndarray:
+    """Token counts, tokenized a block at a time: a tokenizer's ids for a whole shard could fill the memory."""
+    parts = [encoder.token_lengths(texts[start : start + block]) for start in range(0, len(texts), block)]
+    return np.asarray([n for part in parts for n in part], dtype=np.int64)
+
+
+def token_weights(encoder, lengths: np.ndarray) -> np.ndarray:
+    """Tokens the model reads of each passage: its length, cut at the model's room."""
+    return np.minimum(lengths, encoder.passage_room)
+
+
+class _Chunks:
+    """Checkpoints inside one shard: every `size` passages, a chunk file and then its record, each written
+    atomically into SHARD.chunks/. A rerun of the same plan reuses the chunks whose record and checksum
+    verify; once all are there they are joined into the shard file and the folder is removed, so a finished
+    embeddings folder looks the same however often its encoding was interrupted."""
+
+    def __init__(self, out: Path, index: int, plan: dict, rows: int, size: int):
+        self.folder = out / f"{shard_name(index)}.chunks"
+        self.plan = plan
+        self.bounds = [(start, min(start + size, rows)) for start in range(0, rows, size)]
+        self.done = {i: record for i in range(len(self.bounds)) if (record := self._load(i)) is not None}
+
+    def _load(self, i: int) -> dict | None:
+        path = self.folder / f"chunk-{i:05d}.json"
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if record.get("plan") != self.plan:
+            raise UserError(
+                f"{path}: this folder holds part of a shard of a different run (other corpus, model or shard "
+                "count); choose a new --out or delete the folder"
+            )
+        if [record.get("start"), record.get("end")] != list(self.bounds[i]):
+            return None  # cut at another --checkpoint-every: encoded again
+        try:
+            verify_files(self.folder, record["files"])
+        except UserError:
+            return None
+        return record
+
+    @property
+    def rows_done(self) -> int:
+        return sum(end - start for i, (start, end) in enumerate(self.bounds) if i in self.done)
+
+    def write(self, i: int, vectors: np.ndarray, dtype: str, truncated: int) -> None:
+        name = f"chunk-{i:05d}.npy"
+        with atomic_open(self.folder / name, "wb") as f:
+            np.save(f, vectors.astype(dtype))
+        start, end = self.bounds[i]
+        record = {"plan": self.plan, "start": start, "end": end, "truncated": truncated}
+        atomic_write_json(self.folder / f"chunk-{i:05d}.json", {**record, "files": checksums(self.folder, [name])})
+        self.done[i] = record
+
+    def join(self, path: Path, dtype: str, dim: int) -> None:
+        """The shard file, byte for byte what np.save writes for the whole array, one chunk in memory at a time."""
+        rows = self.bounds[-1][1] if self.bounds else 0
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, dim)}
+        with atomic_open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for i in range(len(self.bounds)):
+                f.write(np.ascontiguousarray(np.load(self.folder / f"chunk-{i:05d}.npy")).tobytes())
+
+    @property
+    def truncated(self) -> int:
+        return sum(record["truncated"] for record in self.done.values())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def encode_corpus(config: EncodeConfig, encoder=None, docs: list[Document] | None = None) -> Path:
+    """Encode the corpus (all shards, or only `config.shard`); finished shards and checkpointed chunks are
+    reused. `docs`: the corpus, when the caller has read it already."""
     from xretrieve.model import BiEncoder
 
     out = Path(config.out)
-    docs = read_corpus(config.corpus)
+    docs = read_corpus(config.corpus) if docs is None else docs
+    check_writable_folder(out)  # before the model loads
     if encoder is None:  # on Ray, the driver's model only gives the identity: workers encode
         device = None if config.ray else config.device
         encoder = BiEncoder(config.model, device=device, max_seq_length=config.max_seq_length)
@@ -67,26 +168,77 @@ def encode_corpus(config: EncodeConfig, encoder=None) -> Path:
     mine = [config.shard[0]] if config.shard else range(config.num_shards)
     records = {index: load_shard_record(out, index, plan) for index in mine}
     todo = [index for index, record in records.items() if record is None]
+    # every check of the folder comes before any encoding: another run's chunks are refused here
+    chunks = {
+        index: _Chunks(out, index, plan, bounds[index][1] - bounds[index][0], config.checkpoint_every) for index in todo
+    }
+    done = sum(r["rows"] for r in records.values() if r) + (
+        0 if config.ray else sum(c.rows_done for c in chunks.values())
+    )
+    if done:
+        total = sum(end - start for start, end in (bounds[index] for index in mine))
+        print(f"xretrieve: resuming: {done} of {total} passages already encoded in {out}", file=sys.stderr)
 
     def texts(index: int) -> list[str]:
         return [passage_text(d) for d in docs[slice(*bounds[index])]]
 
+    def finish(index: int, **details) -> None:
+        shard_docs = docs[slice(*bounds[index])]
+        ids, langs = [d.id for d in shard_docs], [d.lang for d in shard_docs]
+        records[index] = record_shard(out, index, ids, langs, plan, **details)
+        chunks[index].remove()
+
+    bytes_per_row = encoder.dim * np.dtype(config.dtype).itemsize
     if config.ray and todo:
         from xretrieve.distributed import encode_shards
 
-        encoded = encode_shards(config, {index: texts(index) for index in todo}, encoder.identity)
-    else:
-        encoded = (
-            (index, encode_texts(encoder, texts(index), config.batch_size, config.progress, desc=_desc(index, config)))
-            for index in todo
+        largest = max(bounds[index][1] - bounds[index][0] for index in todo)
+        check_free_space(out, largest * bytes_per_row, "the largest shard")
+        for index, vectors in encode_shards(config, {index: texts(index) for index in todo}, encoder.identity):
+            with atomic_open(out / f"{shard_name(index)}.npy", "wb") as f:  # whole, atomically, as it comes
+                np.save(f, vectors.astype(config.dtype))
+            finish(index)
+    elif todo:
+        _encode_in_chunks(encoder, config, out, todo, texts, chunks, bytes_per_row, finish)
+    truncated = sum(r.get("truncated", 0) for r in records.values() if r)
+    if truncated:
+        print(
+            f"xretrieve: {truncated} passages truncated to {encoder.max_seq_length} tokens (the model's maximum, "
+            "prompt and special tokens included): their ends are not encoded",
+            file=sys.stderr,
         )
-    for index, vectors in encoded:  # each shard is written whole, atomically, as it comes
-        shard_docs = docs[slice(*bounds[index])]
-        with atomic_open(out / f"{shard_name(index)}.npy", "wb") as f:
-            np.save(f, vectors.astype(config.dtype))
-        records[index] = record_shard(out, index, [d.id for d in shard_docs], [d.lang for d in shard_docs], plan)
     _finish_if_complete(out, config, plan, len(docs), records)
     return out
+
+
+def _encode_in_chunks(encoder, config: EncodeConfig, out: Path, todo: list, texts, chunks: dict, bytes_per_row, finish):
+    """Encode the missing chunks of the shards `todo` under one progress bar of the tokens left to read,
+    then join each shard's chunks into its file and `finish` it."""
+    from tqdm import tqdm
+
+    lengths = {index: token_lengths(encoder, texts(index)) for index in todo}
+    missing = {index: [i for i in range(len(chunks[index].bounds)) if i not in chunks[index].done] for index in todo}
+    total = sum(
+        int(token_weights(encoder, lengths[index][slice(*chunks[index].bounds[i])]).sum())
+        for index in todo
+        for i in missing[index]
+    )
+    with _token_bar(tqdm, total, "encode", config.progress) as bar:
+        for index in todo:
+            shard, shard_texts = chunks[index], texts(index)
+            rows = len(shard_texts)
+            check_free_space(
+                out, (rows + rows - shard.rows_done) * bytes_per_row, f"{shard_name(index)} and its chunks"
+            )
+            bar.set_postfix_str(f"{shard_name(index)} ({index + 1}/{config.num_shards})", refresh=False)
+            for i in missing[index]:
+                part = slice(*shard.bounds[i])
+                vectors = encode_texts(
+                    encoder, shard_texts[part], config.batch_size, bar=bar, lengths=lengths[index][part]
+                )
+                shard.write(i, vectors, config.dtype, int((lengths[index][part] > encoder.passage_room).sum()))
+            shard.join(out / f"{shard_name(index)}.npy", config.dtype, encoder.dim)
+            finish(index, truncated=shard.truncated)
 
 
 def record_shard(out: Path, index: int, ids: list[str], langs: list[str], plan: dict, **details) -> dict:
@@ -97,10 +249,6 @@ def record_shard(out: Path, index: int, ids: list[str], langs: list[str], plan: 
     write_lines(out / f"{name}.langs.txt", langs)
     files = checksums(out, [f"{name}{suffix}" for suffix in (".npy", ".ids.txt", ".langs.txt")])
     return write_shard_record(out, index, {"plan": plan, "rows": len(ids), "files": files, **details})
-
-
-def _desc(index: int, config: EncodeConfig) -> str:
-    return f"encode {shard_name(index)} ({index + 1}/{config.num_shards})"
 
 
 def _finish_if_complete(out: Path, config: EncodeConfig, plan: dict, rows: int, known: dict) -> None:

@@ -15,6 +15,7 @@ from xretrieve.formats import RunEntry, iter_corpus, read_answers, read_qrels, r
 from xretrieve.manifest import atomic_write_json
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10")
+BREAKDOWNS = ("query-lang", "doc-lang")  # per language of the queries (given --queries), or also of the documents
 ANSWER_MEASURES = {"R@2kt": 2000, "R@5kt": 5000}
 _YES_NO = ("yes", "no")
 
@@ -160,6 +161,27 @@ def summarize(values: dict[str, dict[str, float]], query_langs: dict[str, str] |
     return summary
 
 
+def doc_lang_summary(
+    run: dict[str, list[RunEntry]],
+    qrels: dict[str, dict[str, int]],
+    doc_langs: dict[str, str],
+    measures: list,
+    skip_missing: bool = False,
+) -> dict[str, dict[str, float]]:
+    """{document language: {measure: mean}}: for each language of the judged documents, the measures with only
+    that language's judgments (a relevant document in another language counts as unjudged), averaged over the
+    queries with a relevant document in that language. How well each language's answers are found."""
+    langs = sorted({doc_langs.get(d, "") for docs in qrels.values() for d in docs} - {""})
+    summary = {}
+    for lang in langs:
+        judged = {qid: {d: r for d, r in docs.items() if doc_langs.get(d) == lang} for qid, docs in qrels.items()}
+        judged = {qid: docs for qid, docs in judged.items() if any(r > 0 for r in docs.values())}
+        if judged:
+            values = per_query_qrels_scores(run, judged, measures, skip_missing)
+            summary[lang] = {m: _mean(v.values()) for m, v in values.items()}
+    return summary
+
+
 def _mean(values: Iterable[float]) -> float:
     values = list(values)
     return round(mean(values), 6) if values else 0.0
@@ -174,22 +196,34 @@ def evaluate(
     queries: str | None = None,
     metrics: list[str] | None = None,
     skip_missing: bool = False,
+    by: str = "query-lang",
 ) -> dict:
-    """Evaluate a TREC run against qrels or against XOR answers; write the summary as JSON to `out`."""
+    """Evaluate a TREC run against qrels or against XOR answers; write the summary as JSON to `out`.
+    `by="doc-lang"` adds "per_doc_lang" (doc_lang_summary; needs qrels and the corpus for the languages)."""
     if (qrels is None) == (answers is None):
         raise UserError("evaluate: give exactly one of --qrels or --answers (with --corpus)")
+    if by not in BREAKDOWNS:
+        raise UserError(f"--by {by!r}: choose one of {', '.join(BREAKDOWNS)}")
+    if by == "doc-lang" and (qrels is None or corpus is None):
+        raise UserError("evaluate --by doc-lang needs --qrels and --corpus (the documents' languages)")
     run = read_trec_run(run_path)
     query_langs = {q.id: q.lang for q in read_queries(queries)} if queries else {}
+    per_doc_lang = None
     if qrels:
-        values = per_query_qrels_scores(
-            run, read_qrels(qrels), parse_measures(metrics or DEFAULT_MEASURES), skip_missing
-        )
+        judgments, measures = read_qrels(qrels), parse_measures(metrics or DEFAULT_MEASURES)
+        values = per_query_qrels_scores(run, judgments, measures, skip_missing)
+        if by == "doc-lang":
+            judged = {d for docs in judgments.values() for d in docs}
+            doc_langs = {doc.id: doc.lang for doc in iter_corpus(corpus) if doc.id in judged}
+            per_doc_lang = doc_lang_summary(run, judgments, doc_langs, measures, skip_missing)
     else:
         if corpus is None:
             raise UserError("evaluate --answers needs --corpus (the passage texts of the run)")
         values, answer_langs = per_query_answer_scores(run, answers, corpus, metrics or ANSWER_MEASURES)
         query_langs = query_langs or answer_langs
     summary = summarize(values, query_langs)
+    if per_doc_lang is not None:
+        summary["per_doc_lang"] = per_doc_lang
     if out:
         atomic_write_json(out, summary)
     return summary
@@ -198,6 +232,7 @@ def evaluate(
 def format_table(summary: dict) -> str:
     measures = list(summary["all"])
     rows = [(lang, summary["per_lang"][lang]) for lang in summary.get("per_lang", {})]
+    rows += [(f"doc:{lang}", row) for lang, row in summary.get("per_doc_lang", {}).items()]
     if "macro" in summary:
         rows.append(("macro", summary["macro"]))
     rows.append(("all", summary["all"]))

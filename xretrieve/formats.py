@@ -109,11 +109,18 @@ def _records(path: Path) -> Iterator[tuple[str, dict]]:
         yield where, _json_object(line, where)
 
 
+_JSON_ARRAY = "expected a JSON object per line (JSON Lines), found a JSON array; convert it with: jq -c '.[]' FILE"
+
+
 def _json_object(line: str, where: str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
+        if line.lstrip().startswith("["):  # the start of a JSON array (or a whole one over many lines)
+            raise UserError(f"{where}: {_JSON_ARRAY}") from None
         raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(record, list):
+        raise UserError(f"{where}: {_JSON_ARRAY}")
     if not isinstance(record, dict):
         raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record

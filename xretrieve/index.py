@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 from collections import Counter
@@ -15,9 +16,10 @@ import numpy as np
 from xretrieve.config import EncodeConfig, IndexConfig
 from xretrieve.encode import Embeddings, encode_corpus
 from xretrieve.errors import UserError
-from xretrieve.formats import write_lines
+from xretrieve.formats import read_corpus, write_lines
 from xretrieve.manifest import (
     atomic_target,
+    check_writable_folder,
     checksums,
     load_shard_record,
     read_manifest,
@@ -184,19 +186,29 @@ def build_index(config: IndexConfig, encoder=None) -> Path:
 
 def _build_index(config: IndexConfig, encoder) -> Path:
     out = Path(config.out)
+    # files and folders first: a bad one fails before torch or faiss is imported
+    docs = read_corpus(config.corpus) if config.corpus else None
+    embeddings = Embeddings(config.embeddings) if config.embeddings else None
+    check_writable_folder(out)
     # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
     device = None if config.ray else _Device(config.device)
     if config.corpus:
-        if encoder is None:
-            from xretrieve.model import BiEncoder
+        from xretrieve.model import BiEncoder, locate_model
 
-            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
-        if config.factory != AUTO:
-            make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
-        if _built_from_corpus(config, out, encoder):
+        # what OUT already holds is judged by the model's name and fingerprint, before the model loads
+        if encoder is None:
+            name, _, fingerprint = locate_model(config.model)
+        else:
+            name, fingerprint = encoder.identity["name"], encoder.identity.get("fingerprint")
+        if _built_from_corpus(config, out, name, fingerprint):
             _record_translate(config, out)
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
+        _check_rebuild(config, out, fingerprint)
+        if encoder is None:
+            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
+        if config.factory != AUTO:
+            make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
         embeddings_dir = out / "embeddings"
         encode_corpus(
             EncodeConfig(
@@ -206,16 +218,17 @@ def _build_index(config: IndexConfig, encoder) -> Path:
                 num_shards=config.num_shards,
                 batch_size=config.batch_size,
                 dtype=config.dtype,
+                checkpoint_every=config.checkpoint_every,
                 progress=config.progress,
                 ray=config.ray,
             ),
             encoder=encoder,
+            docs=docs,
         )
-    else:
-        embeddings_dir = Path(config.embeddings)
-    _build_from_embeddings(config, Embeddings(embeddings_dir), out, device)
+        embeddings = Embeddings(embeddings_dir)
+    _build_from_embeddings(config, embeddings, out, device)
     if config.corpus and not config.keep_embeddings:
-        shutil.rmtree(embeddings_dir)
+        shutil.rmtree(embeddings.folder)
     return out
 
 
@@ -317,7 +330,7 @@ def _build_settings(
     }
 
 
-def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
+def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fingerprint: str | None) -> bool:
     """True when OUT is a complete, intact index of this corpus, model and settings."""
     if not (out / "manifest.json").is_file():
         return False
@@ -327,15 +340,54 @@ def _built_from_corpus(config: IndexConfig, out: Path, encoder: Any) -> bool:
             verify_files(out, entry["files"])
     except (UserError, KeyError):
         return False
-    wanted = _build_settings(
+    wanted = _corpus_build_settings(config, model_fingerprint)
+    return manifest.get("build") == wanted and manifest["model"].get("name") == model_name
+
+
+def _corpus_build_settings(config: IndexConfig, model_fingerprint: str | None) -> dict:
+    """The build settings `index --corpus` with `config` records."""
+    return _build_settings(
         config,
         corpus_sha256=sha256_file(config.corpus),
-        model_fingerprint=encoder.identity.get("fingerprint"),
+        model_fingerprint=model_fingerprint,
         num_shards=config.num_shards,
         dtype=config.dtype,
         factory=config.factory,
     )
-    return manifest.get("build") == wanted and manifest["model"].get("name") == encoder.identity.get("name")
+
+
+def _check_rebuild(config: IndexConfig, out: Path, model_fingerprint: str | None) -> None:
+    """Refuse, before any encoding, an OUT that holds an index of other settings: its shards would be refused
+    only once the corpus is encoded. An unfinished build of these settings (shard records that name the
+    embeddings in OUT/embeddings) goes on."""
+    manifest_path, embeddings_manifest = out / "manifest.json", out / "embeddings" / "manifest.json"
+    built = None
+    if manifest_path.is_file():
+        try:
+            built = read_manifest(out, INDEX_KIND).get("build")
+        except UserError:
+            built = None
+    if built is not None:
+        wanted = _corpus_build_settings(config, model_fingerprint)
+        changed = sorted(key for key in wanted if built.get(key) != wanted[key])
+        if changed:
+            raise UserError(
+                f"{out}: holds an index built with other settings ({', '.join(changed)}); "
+                "choose a new --out or delete the folder"
+            )
+        return
+    parent = sha256_file(embeddings_manifest) if embeddings_manifest.is_file() else None
+    for path in sorted(out.glob("shard-*.json")):
+        try:
+            plan = json.loads(path.read_text(encoding="utf-8")).get("plan", {})
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if plan.get("embeddings_manifest_sha256") != parent or (
+            config.factory != AUTO and plan.get("factory") != config.factory
+        ):
+            raise UserError(
+                f"{path}: this folder holds a shard of a different index build; choose a new --out or delete it"
+            )
 
 
 def _docstore(embeddings: Embeddings, out: Path) -> dict | None:
@@ -359,7 +411,10 @@ def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _De
         shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
     name = shard_name(index)
     with atomic_target(out / f"{name}.faiss") as tmp:
-        faiss.write_index(device.to_cpu(shard_index), tmp)
+        try:
+            faiss.write_index(device.to_cpu(shard_index), tmp)
+        except RuntimeError as exc:  # faiss's C++ "fwrite" error on a full disk: an OSError naming the file
+            raise OSError(None, str(exc).strip().splitlines()[-1], tmp) from exc
     write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
     write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
     files = checksums(out, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])

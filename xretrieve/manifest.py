@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,9 +60,14 @@ def atomic_target(path: str | Path) -> Iterator[str]:
             os.close(fd)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # a full disk surfaces as a bare "No space left on device" or numpy's "N requested and M written":
+            # name the file the user asked for, not the temporary one or none
+            reason = exc.strerror or f"{exc}; is the disk full?"
+            raise OSError(exc.errno, f"cannot write ({reason})", str(path)) from exc
         raise
 
 
@@ -78,6 +84,42 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable_folder(folder: str | Path) -> None:
+    """Fail before any work when `folder` cannot be created or written in (it is not created here)."""
+    folder = Path(folder)
+    existing = _nearest_existing(folder.absolute())
+    if not existing.is_dir():
+        raise UserError(f"{folder}: cannot be a folder: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write in {existing} ({exc.strerror or exc})") from None
+
+
+def check_writable_file(path: str | Path) -> None:
+    """Fail before any work when the file `path` cannot be written (a folder there, or no folder to hold it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    check_writable_folder(path.parent)
+
+
+def check_free_space(folder: str | Path, needed: int, what: str) -> None:
+    """Fail before writing `what` (about `needed` bytes) into `folder` when its disk has less room."""
+    free = shutil.disk_usage(_nearest_existing(Path(folder).absolute())).free
+    if free < needed:
+        raise UserError(
+            f"{folder}: {what} needs about {needed / 1e6:,.0f} MB but the disk has {free / 1e6:,.0f} MB free"
+        )
 
 
 def write_manifest(folder: str | Path, kind: str, body: dict[str, Any]) -> None:

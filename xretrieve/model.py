@@ -56,6 +56,15 @@ def folder_fingerprint(folder: str | Path, samples: int = 32, sample_bytes: int 
     return digest.hexdigest()[:16]
 
 
+def locate_model(name_or_path: str | None) -> tuple[str, str, str | None]:
+    """(the name manifests record, where it loads from, its fingerprint), without loading it: no torch."""
+    name = name_or_path or DEFAULT_MODEL
+    if os.path.isdir(name):
+        name = str(Path(name).resolve())  # indexes name it: valid from any working folder
+    location = resolve_model(name)
+    return name, location, folder_fingerprint(location) if os.path.isdir(location) else None
+
+
 def _pick_prompt(prompts: dict[str, str], names: tuple[str, ...]) -> str | None:
     return next((n for n in names if prompts.get(n)), None)
 
@@ -64,14 +73,13 @@ class BiEncoder:
     """One encoder for queries and passages, wrapping a sentence-transformers model."""
 
     def __init__(self, name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
+        # a missing folder fails here, before torch is imported
+        self.name, location, self.fingerprint = locate_model(name_or_path)
+
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize
         from transformers.utils import logging as transformers_logging
 
-        self.name = name_or_path or DEFAULT_MODEL
-        if os.path.isdir(self.name):
-            self.name = str(Path(self.name).resolve())  # indexes name it: valid from any working folder
-        location = resolve_model(self.name)
         transformers_logging.disable_progress_bar()  # a bar per model load is noise in CLI output
         try:
             self.model = SentenceTransformer(location, device=device or "cpu")
@@ -88,7 +96,6 @@ class BiEncoder:
         self.passage_prompt_name = settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES)
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
         self.dim = int(self.model.get_embedding_dimension())
-        self.fingerprint = folder_fingerprint(location) if os.path.isdir(location) else None
         self._counter, self._counting = None, threading.Lock()  # see token_lengths
 
     @staticmethod
@@ -144,8 +151,23 @@ class BiEncoder:
         with self._counting:
             if self._counter is None:
                 self._counter = copy.deepcopy(self.model.tokenizer)
-            ids = self._counter(texts, add_special_tokens=False, truncation=limit is not None, max_length=limit)
+            ids = self._counter(
+                texts, add_special_tokens=False, truncation=limit is not None, max_length=limit, verbose=False
+            )
         return [len(row) for row in ids["input_ids"]]
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens the model reads per text, special tokens and prompt included; the rest is cut off."""
+        return int(self.model.max_seq_length or self.model.tokenizer.model_max_length)
+
+    @property
+    def passage_room(self) -> int:
+        """Tokens of passage text that fit in `max_seq_length` beside the special tokens and passage prompt."""
+        tokenizer = self.model.tokenizer
+        prompt = self.identity["passage_prompt"]
+        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        return self.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False) - prompt_tokens
 
 
 def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str) -> None:

@@ -3,7 +3,8 @@
 A YAML file holds `name`, `variables` (defaults; an environment variable of the same name wins) and
 `conditions`, each with `name`, `commands` (run in order with bash), `metrics` (the JSON that
 `xretrieve evaluate --out` wrote), `expected` ({"all.nDCG@10": 0.43, "per_lang.fi.R@100": ...}) and an
-optional `tolerance` (absolute, default 0.001).
+optional `tolerance` (absolute, default 0.001). In commands, a substituted value is shell-quoted: one word
+to bash, whatever spaces, quotes or `;` it holds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -60,12 +62,15 @@ def load_spec(path: str | Path) -> dict:
     return spec
 
 
-def _substitute(text: str, variables: dict[str, str], where: str) -> str:
+def _substitute(text: str, variables: dict[str, str], where: str, shell: bool = False) -> str:
+    """`text` with each ${NAME} replaced by its value; for a `shell` command the value is quoted, so a value
+    (often from the environment) is one word to bash, never code."""
+
     def value(match: re.Match) -> str:
         name = match.group(1)
         if name not in variables:
             raise UserError(f"{where}: ${{{name}}} is not defined (set it in 'variables' or the environment)")
-        return variables[name]
+        return shlex.quote(variables[name]) if shell else variables[name]
 
     return _VARIABLE.sub(value, str(text))
 
@@ -99,7 +104,7 @@ def reproduce(path: str, only: list[str] | None = None, echo=print) -> list[Chec
         expected = {k: float(v) for k, v in condition["expected"].items()}
         problem = ""
         for command in condition["commands"]:
-            command = _substitute(command, variables, where)
+            command = _substitute(command, variables, where, shell=True)
             echo(f"[{name}] $ {command}")
             if subprocess.run(["bash", "-c", command], env=env).returncode != 0:
                 problem = f"command failed: {command}"

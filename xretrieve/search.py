@@ -14,7 +14,7 @@ from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_run
 from xretrieve.index import INDEX_KIND, index_layers
-from xretrieve.manifest import read_manifest, verify_files
+from xretrieve.manifest import check_writable_file, read_manifest, verify_files
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,10 @@ class Searcher:
 
 def run_search(config: SearchConfig, encoder=None) -> Path:
     """Search a queries file and write a TREC run plus its provenance (`RUN.json`)."""
+    from tqdm import tqdm
+
     queries = read_queries(config.queries)
+    check_writable_file(config.out)
     searcher = Searcher(
         config.index,
         model=config.model,
@@ -317,16 +320,22 @@ def run_search(config: SearchConfig, encoder=None) -> Path:
         search_params=config.search_params,
         translate=config.translate,
     )
+    texts = [q.text for q in queries]
+    query_langs = [q.lang or None for q in queries]
+    searcher._check_langs(config.langs)  # an unknown language fails before the queries are encoded
+    # encoding is most of the time: a bar over it (queries/s); the search runs once, on all vectors together
+    vectors = np.empty((len(texts), searcher.encoder.dim), np.float32)
     try:
-        results = searcher.search(
-            [q.text for q in queries],
-            k=config.k,
-            langs=config.langs,
-            batch_size=config.batch_size,
-            query_langs=[q.lang or None for q in queries],
-        )
+        with tqdm(total=len(texts), desc="search: encode queries", unit="query", disable=not config.progress) as bar:
+            for start in range(0, len(texts), config.batch_size):
+                end = start + config.batch_size
+                vectors[start:end] = searcher.query_vectors(
+                    texts[start:end], query_langs[start:end], config.langs, batch_size=config.batch_size
+                )
+                bar.update(len(texts[start:end]))
     finally:
         searcher.close()
+    results = searcher.search_vectors(vectors, k=config.k, langs=config.langs)
     write_run(
         config.out,
         ((q.id, [(h.docid, h.score) for h in hits]) for q, hits in zip(queries, results, strict=True)),

@@ -951,16 +951,41 @@ def create_app(
     return app
 
 
+def configure_logging() -> None:
+    """xretrieve's own lines from INFO; other libraries' from WARNING (faiss's loader chatters at INFO)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("xretrieve").setLevel(logging.INFO)
+
+
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
+    from xretrieve.index import INDEX_KIND
+    from xretrieve.manifest import read_manifest
+
     config.check_binding()
+    read_manifest(config.index, INDEX_KIND)  # no index folder there: fail now, not answer 503 for ever
     if config.ray:
         from xretrieve.distributed import serve_on_ray
 
         return serve_on_ray(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     started = time.perf_counter()
+    failed: list[Exception] = []
+
+    def load_or_stop():
+        """The start-up load; if it fails, the server stops and the command exits non-zero (a failed
+        /v1/admin/reload, later, leaves the server up with the index it has)."""
+        try:
+            return open_searcher(config.index, config.model, translate=config.translate)
+        except Exception as exc:
+            failed.append(exc)
+            server.should_exit = True
+            raise
+
     log.info("serving %s on http://%s:%d (loading in the background)", config.index, config.host, config.port)
-    uvicorn.Server(uvicorn_config(create_app(config), config)).run()
+    server = uvicorn.Server(uvicorn_config(create_app(config, load_searcher=load_or_stop), config))
+    server.run()
+    if failed:
+        raise UserError(f"{config.index}: could not load the index: {load_problem(config.index, failed[0])}")
     log.info("stopped after %.0f s", time.perf_counter() - started)

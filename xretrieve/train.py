@@ -28,6 +28,9 @@ from xretrieve.formats import Document, iter_corpus, read_parallel, read_qrels, 
 from xretrieve.manifest import atomic_write_json
 
 DEV_MEASURES = ("nDCG@10", "RR@10", "R@100")
+_MINE_SEARCH_BLOCK = (
+    1024  # training queries searched per call: big enough for batched search, small enough to show progress
+)
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -286,12 +289,12 @@ def _training_arguments(config: TrainConfig | DistillConfig, device: str, checkp
 
 
 def _resume_point(config: TrainConfig | DistillConfig, checkpoints: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not config.resume:
         if checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")):
             raise UserError(f"{checkpoints}: holds checkpoints of an earlier run; pass --resume or remove it")
         return None
+    from transformers.trainer_utils import get_last_checkpoint
+
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last is None:
         raise UserError(f"--resume: no checkpoint in {checkpoints}")
@@ -322,6 +325,12 @@ def _prompt(model, name: str | None) -> str | None:
 
 def train(config: TrainConfig) -> Path:
     """Contrastive fine-tuning (MNRL, or its cached variant) on query/positive(/negatives) examples."""
+    out = _check_out(config.out)
+    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
+    resume_from = _resume_point(config, checkpoints)
+    examples = load_examples(config.train_data, config.corpus)  # bad data fails before torch is imported
+    negatives = negatives_per_example(examples, config.negatives, config.train_data)
+
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
@@ -330,11 +339,6 @@ def train(config: TrainConfig) -> Path:
 
     from xretrieve.model import BiEncoder
 
-    out = _check_out(config.out)
-    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
-    resume_from = _resume_point(config, checkpoints)
-    examples = load_examples(config.train_data, config.corpus)
-    negatives = negatives_per_example(examples, config.negatives, config.train_data)
     device = _device(config.device)
     dataset = contrastive_dataset(examples, negatives)
     encoder = BiEncoder(config.model, device=device, max_seq_length=config.max_seq_length)
@@ -397,16 +401,17 @@ def distill(config: DistillConfig) -> Path:
     """Multilingual distillation (Reimers & Gurevych 2020): the student learns to map a source sentence and
     its translation onto the teacher's embedding of the source (MSE). Both sides a retriever encodes are
     taught: each pair is trained once with the query prompt and once with the passage prompt."""
+    out = _check_out(config.out)
+    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
+    resume_from = _resume_point(config, checkpoints)
+    pairs = read_parallel(config.parallel)  # bad data fails before torch is imported
+
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MSELoss
 
     from xretrieve.model import BiEncoder
 
-    out = _check_out(config.out)
-    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
-    resume_from = _resume_point(config, checkpoints)
-    pairs = read_parallel(config.parallel)
     device = _device(config.device)
     teacher = BiEncoder(config.teacher, device=device, max_seq_length=config.max_seq_length)
     student = BiEncoder(config.student or config.teacher, device=device, max_seq_length=config.max_seq_length)
@@ -485,7 +490,12 @@ def mine_negatives(config: MineConfig) -> dict[str, int]:
     corpus_docs: Mapping[str, Document] = {}
     if config.corpus:
         corpus_docs = {doc.id: doc for doc in iter_corpus(config.corpus)}
-    results = searcher.search_vectors(query_vectors, k=config.max_rank, langs=config.langs)
+    results = []
+    with tqdm(total=len(examples), desc="mine-negatives: search", unit="query", disable=not config.progress) as bar:
+        for start in range(0, len(examples), _MINE_SEARCH_BLOCK):  # blocks, so that the bar moves
+            block = query_vectors[start : start + _MINE_SEARCH_BLOCK]
+            results += searcher.search_vectors(block, k=config.max_rank, langs=config.langs)
+            bar.update(len(block))
 
     counts = {
         "examples": len(examples),
