@@ -118,5 +118,5 @@ def test_bad_settings_are_refused(changes, message):
 
 def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
     assert main(["adapt", "--corpus", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "o"), "--langs", "es"]) == 2
-    assert "no such corpus file" in capsys.readouterr().err
+    assert "no.jsonl: no such file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -317,6 +317,7 @@ def test_truncated_passages_are_counted_once_at_the_end(corpus, tmp_path, fake_e
 def test_counting_tokens_of_a_long_passage_warns_about_nothing(tiny_model, capfd):
     encoder = BiEncoder(str(tiny_model))  # a fresh tokenizer: its one-time warning has not been spent
     lengths = encoder.token_lengths(["the quick brown fox " * 40])
-    # the model reads 64 tokens; this word-level tokenizer adds no special tokens, the prompt takes one
-    assert lengths == [160] and encoder.max_seq_length == 64 and encoder.passage_room == 63
+    # the model reads 64 tokens; this word-level tokenizer adds no special tokens, the prompt takes one. Counts
+    # stop at what the model reads (160 words count 64), still more than the passage's room: one truncation
+    assert lengths == [64] and encoder.max_seq_length == 64 and encoder.passage_room == 63
     assert "Token indices sequence length" not in capfd.readouterr().err

@@ -52,7 +52,7 @@ def _check(config: AdaptConfig) -> None:
     """Everything a user can get wrong, before any model loads or stage starts."""
     corpus = Path(config.corpus)
     if not corpus.is_file():
-        raise UserError(f"{corpus}: no such corpus file")
+        raise UserError(f"{corpus}: no such file")
     if config.llm is None:
         from xretrieve.translate import apertium_available
 

@@ -520,9 +520,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--negatives", type=int, help="mine this many hard negatives per query (as mine-negatives)")
     p.add_argument("--index", help="index to mine from (default: a Flat index of the corpus in OUT.index/)")
     p.add_argument("--max-words", type=int, default=32, help="--mt: words of each text translated")
-    p.add_argument("--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes)")
+    p.add_argument(
+        "--shard", help="only shards j with j %% n == i, e.g. 0/4 (for parallel processes; default: all shards)"
+    )
     p.add_argument("--shard-size", type=int, default=100, help="passages per resumable shard")
-    p.add_argument("--device", help="torch device for a local LLM and the negatives' encoder")
+    p.add_argument("--device", help="torch device for a local LLM and the negatives' encoder (default cpu)")
     _add_llm(p, max_new_tokens=256, temperature=0.7)
 
     p = verb("adapt", _adapt, "Adapt retrieval to a corpus in one command: an index that searches it cross-lingually.")
@@ -535,13 +537,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--train-steps", type=int, default=40, help="fine-tuning steps on the synthetic pairs; 0: none (default 40)"
     )
     p.add_argument("--train-batch-size", type=int, default=32, help="fine-tuning batch size (default 32)")
-    p.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate (default 5e-5)")
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate")
     p.add_argument("--alpha", type=float, default=0.5, help="xQG weight of the generated queries (default 0.5)")
     p.add_argument("--translate-weight", type=float, default=0.5, help="weight of a query's translations (default 0.5)")
     p.add_argument("--no-translate", dest="translate", action="store_false", help="do not record translate-test")
     p.add_argument("--factory", default="auto", help="FAISS factory string (default auto, as index)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="fine-tuning precision")
-    p.add_argument("--device", help="torch device (cuda where there is a GPU)")
+    p.add_argument("--device", help="torch device (default: cuda where there is a GPU, else cpu)")
     p.add_argument("--seed", type=int, default=0)
 
     p = verb("train-generator", _train_generator, "Fine-tune a seq2seq model to write queries for passages (xQG).")
