@@ -381,7 +381,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="record translate-test: searches also encode each query translated into the documents' languages",
     )
     p.add_argument(
-        "--translate-weight", type=float, default=0.5, help="weight of the translations against the query (0..1)"
+        "--translate-weight", type=float, default=0.6, help="weight of the translations against the query (0..1)"
     )
     p.add_argument("--translate-targets", help="languages to translate queries into (default: the documents')")
     _add_checkpoint_every(p)
@@ -538,8 +538,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     p.add_argument("--train-batch-size", type=int, default=32, help="fine-tuning batch size (default 32)")
     p.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate")
-    p.add_argument("--alpha", type=float, default=0.5, help="xQG weight of the generated queries (default 0.5)")
-    p.add_argument("--translate-weight", type=float, default=0.5, help="weight of a query's translations (default 0.5)")
+    p.add_argument("--alpha", type=float, default=0.2, help="xQG weight of the generated queries")
+    p.add_argument("--translate-weight", type=float, default=0.6, help="weight of a query's translations")
     p.add_argument("--no-translate", dest="translate", action="store_false", help="do not record translate-test")
     p.add_argument("--factory", default="auto", help="FAISS factory string (default auto, as index)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="fine-tuning precision")

@@ -75,7 +75,7 @@ class IndexConfig:
     progress: bool = True
     ray: str | None = None  # run on Ray: a cluster address, or "local" to start one here
     translate: str | None = None  # record translate-test: searches translate queries with this backend
-    translate_weight: float = 0.5  # weight of the translations against the query (0..1)
+    translate_weight: float = 0.6  # weight of the translations against the query (0..1)
     translate_targets: list[str] | None = None  # languages to translate into; default: the documents'
 
     def __post_init__(self) -> None:
@@ -434,9 +434,9 @@ class AdaptConfig:
     learning_rate: float = 5e-5
     temperature: float = 0.01  # contrastive temperature (e5's own)
     max_seq_length: int = 128  # while fine-tuning
-    alpha: float = 0.5  # xQG: (1 - a) passage + a mean(generated queries)
+    alpha: float = 0.2  # xQG: (1 - a) passage + a mean(generated queries)
     translate: bool = True  # record translate-test in the index
-    translate_weight: float = 0.5
+    translate_weight: float = 0.6
     factory: str = "auto"
     batch_size: int = 32
     precision: str = "fp32"
