@@ -249,7 +249,7 @@ def test_checkpoints_of_another_shard_count_are_refused_before_encoding(corpus, 
     with pytest.raises(Killed):
         encode_corpus(config(corpus, out, batch_size=8, checkpoint_every=16), encoder=DiesAfter(fake_encoder, 3))
     fake_encoder.calls = 0
-    with pytest.raises(UserError, match=r"chunk-00000\.json: this folder holds part of a shard of a different run"):
+    with pytest.raises(UserError, match=r"chunk-00000\.json: this folder holds work of a different run"):
         encode_corpus(config(corpus, out, num_shards=2), encoder=fake_encoder)
     assert fake_encoder.calls == 0
 

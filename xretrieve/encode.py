@@ -5,7 +5,6 @@ loses at most one chunk, whatever the number of shards."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from xretrieve.manifest import (
     check_writable_folder,
     checksums,
     finished_records,
+    load_record,
     load_shard_record,
     read_manifest,
     sha256_file,
@@ -96,25 +96,10 @@ class _Chunks:
         self.done = {i: record for i in range(len(self.bounds)) if (record := self._load(i)) is not None}
 
     def _load(self, i: int) -> dict | None:
-        path = self.folder / f"chunk-{i:05d}.json"
-        if not path.is_file():
-            return None
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        if record.get("plan") != self.plan:
-            raise UserError(
-                f"{path}: this folder holds part of a shard of a different run (other corpus, model or shard "
-                "count); choose a new --out or delete the folder"
-            )
-        if [record.get("start"), record.get("end")] != list(self.bounds[i]):
-            return None  # cut at another --checkpoint-every: encoded again
-        try:
-            verify_files(self.folder, record["files"])
-        except UserError:
-            return None
-        return record
+        def same_cut(record: dict) -> bool:  # a chunk cut at another --checkpoint-every is encoded again
+            return [record.get("start"), record.get("end")] == list(self.bounds[i])
+
+        return load_record(self.folder / f"chunk-{i:05d}.json", self.plan, same_cut)
 
     @property
     def rows_done(self) -> int:

@@ -187,7 +187,12 @@ def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> d
     A record left by a different plan (another corpus, model or shard count) is an error, not a
     silent overwrite: the user picked an output folder that holds someone else's work.
     """
-    path = Path(folder) / f"{shard_name(index)}.json"
+    return load_record(Path(folder) / f"{shard_name(index)}.json", plan)
+
+
+def load_record(path: Path, plan: dict[str, Any], check=None) -> dict[str, Any] | None:
+    """A record (a shard's, or a chunk's within one) of this same plan, passing `check` and with its files
+    (beside it) verified; None if its work must be done again. A record of another plan is an error."""
     if not path.is_file():
         return None
     try:
@@ -196,13 +201,15 @@ def load_shard_record(folder: str | Path, index: int, plan: dict[str, Any]) -> d
         return None
     if record.get("plan") != plan:
         raise UserError(
-            f"{path}: this folder holds a shard of a different run (other corpus, model, factory or "
-            "shard count); choose a new --out or delete the folder"
+            f"{path}: this folder holds work of a different run (other corpus, model, factory or shard count); "
+            "choose a new --out or delete the folder"
         )
+    if check is not None and not check(record):
+        return None
     try:
-        verify_files(folder, record["files"])
+        verify_files(path.parent, record["files"])
     except UserError:
-        return None  # damaged or half-replaced: rebuild this shard
+        return None  # damaged or half-replaced: done again
     return record
 
 
