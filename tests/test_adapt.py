@@ -120,3 +120,27 @@ def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
     assert main(["adapt", "--corpus", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "o"), "--langs", "es"]) == 2
     assert "no.jsonl: no such file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_adapt_with_an_llm_endpoint_writes_its_queries_with_it(tmp_path, tiny_model):
+    from test_synthesize import WORDED, StandIn, write_passages
+
+    stand_in = StandIn()
+    try:
+        corpus = write_passages(tmp_path / "c.jsonl", WORDED)
+        out = tmp_path / "index"
+        args = ["adapt", "--corpus", str(corpus), "--out", str(out), "--langs", "es,sw", "--model", str(tiny_model)]
+        flags = ["--llm", stand_in.url, "--llm-model", "tiny-chat", "--train-steps", "2", "--train-batch-size", "2"]
+        assert main([*args, *flags, "--no-translate", "--quiet"]) == 0
+    finally:
+        stand_in.server.shutdown()
+        stand_in.server.server_close()
+    # synthesize (SAP prompts) and generate-queries (xQG prompts) both asked the endpoint: 5 passages x 2 languages
+    prompts = stand_in.prompts()
+    assert sum("Summary" in p for p in prompts) == 10 and len(prompts) == 20
+    train_rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert {r["query"] for r in train_rows} >= {"what is zz alpha in Spanish?", "what is zz echo in Swahili?"}
+    generated = [json.loads(line) for line in (out / "generated.jsonl").read_text().splitlines()]
+    assert len(generated) == 10 and all(g["text"].startswith("what is zz ") for g in generated)
+    recipe = json.loads((out / "manifest.json").read_text())["adapt"]
+    assert recipe["backend"] == {"llm": stand_in.url, "llm_model": "tiny-chat"} and recipe["translate"] is False
