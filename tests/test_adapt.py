@@ -39,7 +39,7 @@ def adapted(tmp_path_factory, tiny_model):
 def test_adapt_builds_an_index_that_plain_search_uses_whole(adapted):
     corpus, out, _ = adapted
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["translate"] == {"backend": "apertium", "weight": 0.6, "targets": None}
+    assert manifest["translate"] == {"backend": "apertium", "weight": 0.6, "targets": None, "max_targets": 1}
     recipe = manifest["adapt"]
     assert recipe["train_steps"] == 2 and recipe["alpha"] == 0.2 and recipe["translate"] is True
     for name in ("train.jsonl", "model", "generated.jsonl", "embeddings", "embeddings-aug"):

@@ -29,10 +29,14 @@ class FakeTranslator:
         self.engine = FakeEngine()
         self.calls = []
 
+    REACHABLE = {("es", "en"), ("en", "es"), ("fr", "es"), ("fr", "en")}
+
+    def route(self, source, target):
+        return [f"{source}-{target}"] if (source, target) in self.REACHABLE else None
+
     def translate(self, text, source, target):
         self.calls.append((text, source, target))
-        reachable = {("es", "en"), ("en", "es"), ("fr", "es"), ("fr", "en")}
-        return f"[{target}] {text}" if (source, target) in reachable else None
+        return f"[{target}] {text}" if (source, target) in self.REACHABLE else None
 
     def close(self):
         pass
@@ -54,6 +58,7 @@ def index(tmp_path_factory, encoder):
         progress=False,
         translate="apertium",
         translate_weight=0.25,
+        translate_max_targets=0,
     )
     return build_index(config, encoder=encoder)
 
@@ -68,7 +73,7 @@ def oracle(encoder, text, translations, weight):
 
 def test_the_manifest_records_translate_test(index):
     manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["translate"] == {"backend": "apertium", "weight": 0.25, "targets": None}
+    assert manifest["translate"] == {"backend": "apertium", "weight": 0.25, "targets": None, "max_targets": 0}
 
 
 def test_query_vectors_combine_the_query_with_its_translations_exactly(index, encoder):
@@ -113,6 +118,18 @@ def test_queries_without_a_language_are_guessed(index, encoder):
     vectors = test.query_vectors(encoder, ["hola", "???"], None)
     np.testing.assert_allclose(vectors[0], oracle(encoder, "hola", ["[en] hola"], 0.5), atol=1e-6)
     np.testing.assert_allclose(vectors[1], encoder.vector("???"), atol=1e-7)
+
+
+def test_by_default_a_query_goes_to_the_biggest_reachable_document_language(encoder):
+    from xretrieve.translate import TranslateTest
+
+    translator = FakeTranslator()
+    test = TranslateTest({"weight": 0.5}, {"ja": 500, "es": 300, "en": 200}, translator=translator)
+    assert test.translations("bonjour", "fr") == ["[es] bonjour"]  # ja has more documents but no route
+    assert test.translations("hola", "es") == ["[en] hola"]  # never its own language
+    assert test.translations("bonjour", "fr", langs=["en"]) == ["[en] bonjour"]
+    every = TranslateTest({"weight": 0.5, "max_targets": 0}, {"ja": 5, "es": 3, "en": 2}, translator=translator)
+    assert every.translations("bonjour", "fr") == ["[es] bonjour", "[en] bonjour"]
 
 
 def test_combine_is_the_weighted_mean_renormalised():
@@ -275,6 +292,6 @@ def test_the_server_translates_with_the_request_query_lang(index, encoder):
         assert got == [[h.docid for h in row] for row in expected]
         assert ("hola mundo", "es", "en") in translator.calls
         filtered = client.post("/v1/search", json={"query": "hola", "query_lang": "es", "lang": ["ja"]})
-        assert filtered.status_code == 200 and ("hola", "es", "ja") in translator.calls
+        assert filtered.status_code == 200 and not any(call[0] == "hola" for call in translator.calls)  # ja: no route
         info = client.get("/v1/info").json()["translate"]
         assert info["weight"] == 0.25 and info["stats"]["translated"] == 2

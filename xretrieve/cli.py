@@ -384,6 +384,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--translate-weight", type=float, default=0.6, help="weight of the translations against the query (0..1)"
     )
     p.add_argument("--translate-targets", help="languages to translate queries into (default: the documents')")
+    p.add_argument(
+        "--translate-max-targets",
+        type=int,
+        default=1,
+        help="translations per query, into the reachable languages with the most documents first (0: all)",
+    )
     _add_checkpoint_every(p)
     _add_ray(p, "encode and build shards as parallel tasks")
 

@@ -77,12 +77,15 @@ class IndexConfig:
     translate: str | None = None  # record translate-test: searches translate queries with this backend
     translate_weight: float = 0.6  # weight of the translations against the query (0..1)
     translate_targets: list[str] | None = None  # languages to translate into; default: the documents'
+    translate_max_targets: int = 1  # translations per query (the biggest reachable languages first); 0: all
 
     def __post_init__(self) -> None:
         if self.translate is not None and self.translate != "apertium":
             raise UserError(f"--translate {self.translate!r}: the only backend is apertium")
         if not 0.0 <= self.translate_weight <= 1.0:
             raise UserError(f"--translate-weight {self.translate_weight}: must be in [0, 1]")
+        if self.translate_max_targets < 0:
+            raise UserError(f"--translate-max-targets {self.translate_max_targets}: must be 0 (all) or more")
         if (self.embeddings is None) == (self.corpus is None):
             raise UserError("index: give exactly one of --corpus or --embeddings")
         if self.device not in ("cpu", "cuda"):

@@ -298,7 +298,12 @@ def translate_entry(config: IndexConfig) -> dict | None:
     the index's contents, so changing it rewrites only the manifest."""
     if config.translate is None:
         return None
-    return {"backend": config.translate, "weight": config.translate_weight, "targets": config.translate_targets}
+    return {
+        "backend": config.translate,
+        "weight": config.translate_weight,
+        "targets": config.translate_targets,
+        "max_targets": config.translate_max_targets,
+    }
 
 
 def _record_translate(config: IndexConfig, out: Path) -> None:

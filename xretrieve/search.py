@@ -241,7 +241,7 @@ class Searcher:
                 f"{self.folder}: this index searches with queries translated by Apertium, which is not installed "
                 "here (apt-get install apertium apertium-eng-spa ...); pass --no-translate to search without"
             )
-        return TranslateTest(settings, list(self.langs), translator=translator)
+        return TranslateTest(settings, dict(self.langs), translator=translator)
 
     def query_vectors(
         self,

@@ -20,6 +20,9 @@ from xretrieve.qgen import LANGUAGES
 
 TRANSLATE_BACKENDS = ("apertium",)
 DEFAULT_WEIGHT = 0.6  # measured on mo-xling dev (benchmarks/adapt_xling.py)
+# each translation is one more text to encode with the query (about 9 ms each on 2 CPU cores): by default a query
+# goes to the one reachable document language with the most documents (0: every reachable one)
+DEFAULT_MAX_TARGETS = 1
 
 
 class QueryTranslator:
@@ -91,9 +94,14 @@ def combine(query: np.ndarray, translations: list[np.ndarray], weight: float) ->
 class TranslateTest:
     """What an index records under "translate" in its manifest, put to work: the query vectors of a search."""
 
-    def __init__(self, settings: dict, doc_langs: list[str], translator=None, guesser=None):
+    def __init__(self, settings: dict, doc_langs: dict[str, int] | list[str], translator=None, guesser=None):
         self.weight = float(settings.get("weight", DEFAULT_WEIGHT))
-        self.targets = [lang for lang in settings.get("targets") or doc_langs if lang]
+        self.max_targets = settings.get("max_targets", DEFAULT_MAX_TARGETS)
+        # the documents' languages, most documents first: with max_targets, a query goes to the biggest ones
+        counts = doc_langs if isinstance(doc_langs, dict) else dict.fromkeys(doc_langs, 0)
+        self.targets = [
+            lang for lang in settings.get("targets") or sorted(counts, key=lambda x: (-counts[x], x)) if lang
+        ]
         self.translator = translator or QueryTranslator()
         # guess among every language the project names, not only translatable ones: a query in a language no
         # pair covers must be recognised as such, not taken for its nearest neighbour and mistranslated
@@ -123,8 +131,10 @@ class TranslateTest:
         lang = lang or self.guess(text)
         if not lang:
             return []
-        targets = [t for t in self.targets if t != lang and (not langs or t in langs)]
-        found = (self.translator.translate(text, lang, target) for target in targets)
+        reachable = [
+            t for t in self.targets if t != lang and (not langs or t in langs) and self.translator.route(lang, t)
+        ]
+        found = (self.translator.translate(text, lang, target) for target in reachable[: self.max_targets or None])
         return [t for t in found if t]
 
     def query_vectors(self, encoder, texts: list[str], query_langs, langs=None, batch_size: int = 32) -> np.ndarray:
@@ -150,6 +160,9 @@ def check_translate_settings(settings: dict) -> dict:
     backend = settings.get("backend")
     if backend not in TRANSLATE_BACKENDS:
         raise UserError(f"translate: unknown backend {backend!r} (have: {', '.join(TRANSLATE_BACKENDS)})")
+    most = settings.get("max_targets", DEFAULT_MAX_TARGETS)
+    if not isinstance(most, int) or isinstance(most, bool) or most < 0:
+        raise UserError(f"translate: max_targets {most!r} must be an integer, 0 (all) or more")
     weight = settings.get("weight", DEFAULT_WEIGHT)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0.0 <= weight <= 1.0:
         raise UserError(f"translate: weight {weight!r} must be a number in [0, 1]")
