@@ -295,3 +295,19 @@ def test_the_server_translates_with_the_request_query_lang(index, encoder):
         assert filtered.status_code == 200 and not any(call[0] == "hola" for call in translator.calls)  # ja: no route
         info = client.get("/v1/info").json()["translate"]
         assert info["weight"] == 0.25 and info["stats"]["translated"] == 2
+
+
+def test_a_query_and_its_translations_are_encoded_in_one_batch(index, encoder):
+    class Recording(FakeEncoder):
+        def __init__(self):
+            super().__init__(dim=16)
+            self.batches = []
+
+        def encode_queries(self, texts, batch_size=32, progress=False):
+            self.batches.append((len(texts), batch_size))
+            return super().encode_queries(texts, batch_size, progress)
+
+    recording = Recording()
+    searcher = Searcher(index, encoder=recording, translator=FakeTranslator())
+    searcher.query_vectors(["bonjour"], ["fr"], batch_size=1)  # what the server asks for one query
+    assert recording.batches == [(3, 3)]  # the query and its two translations together, not one at a time
