@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import write_corpus
 from fastapi.testclient import TestClient
+from test_server import run_engine
 
 from xretrieve import cli
 from xretrieve.config import IndexConfig
@@ -145,17 +146,6 @@ def test_401_comes_before_the_body_is_read():
 
 # ----------------------------------------------------------------------------------------------------------
 # fair scheduling
-
-
-def run_engine(engine, coroutine_factory):
-    async def main():
-        await engine.start()
-        try:
-            return await coroutine_factory()
-        finally:
-            await engine.stop()
-
-    return asyncio.run(main())
 
 
 HEAVY = " ".join(["word"] * 16)  # 16 tokens: 4 of them fill a 64-token budget
