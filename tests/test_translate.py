@@ -311,3 +311,15 @@ def test_a_query_and_its_translations_are_encoded_in_one_batch(index, encoder):
     searcher = Searcher(index, encoder=recording, translator=FakeTranslator())
     searcher.query_vectors(["bonjour"], ["fr"], batch_size=1)  # what the server asks for one query
     assert recording.batches == [(3, 3)]  # the query and its two translations together, not one at a time
+
+
+def test_serve_on_ray_says_it_does_not_translate(index, monkeypatch, capsys):
+    import xretrieve.distributed
+    from xretrieve.server import ServerConfig, serve
+
+    served = []
+    monkeypatch.setattr(xretrieve.distributed, "serve_on_ray", served.append)
+    serve(ServerConfig(index=str(index), ray="local"))
+    assert served and "serve --ray searches queries as they are" in capsys.readouterr().err
+    serve(ServerConfig(index=str(index), ray="local", translate=False))
+    assert len(served) == 2 and capsys.readouterr().err == ""

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -964,9 +965,16 @@ def serve(config: ServerConfig) -> None:
     from xretrieve.manifest import read_manifest
 
     config.check_binding()
-    read_manifest(config.index, INDEX_KIND)  # no index folder there: fail now, not answer 503 for ever
+    manifest = read_manifest(config.index, INDEX_KIND)  # no index folder there: fail now, not answer 503 for ever
     if config.ray:
         from xretrieve.distributed import serve_on_ray
+
+        if manifest.get("translate") and config.translate:
+            print(
+                f"xretrieve: warning: {config.index} records translate-test, but serve --ray searches queries as "
+                "they are (its router has no translator); serve without --ray to translate",
+                file=sys.stderr,
+            )
 
         return serve_on_ray(config)
     configure_logging()
