@@ -110,7 +110,7 @@ def adapt(config: AdaptConfig) -> Path:
                     temperature=config.temperature,
                     max_seq_length=config.max_seq_length,
                     batches="same-language",
-                    precision=config.precision,
+                    precision=config.precision or _precision(config.device),
                     device=config.device,
                     save_steps=max(1, train_steps // 4),
                     checkpoints=str(checkpoints),
@@ -183,6 +183,14 @@ def adapt(config: AdaptConfig) -> Path:
     )
     _record(out, config, model, translate, stages.seconds)
     return out
+
+
+def _precision(device: str | None) -> str:
+    """bf16 when fine-tuning will run on a GPU (the trainer takes cuda when there is one), else fp32."""
+    import torch
+
+    on_gpu = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    return "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def _translatable(langs: list[str], doc_langs: list[str]) -> bool:

@@ -548,7 +548,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--translate-weight", type=float, default=0.6, help="weight of a query's translations")
     p.add_argument("--no-translate", dest="translate", action="store_false", help="do not record translate-test")
     p.add_argument("--factory", default="auto", help="FAISS factory string (default auto, as index)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="fine-tuning precision")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16"],
+        help="fine-tuning precision (default: bf16 on a GPU, else fp32)",
+    )
     p.add_argument("--device", help="torch device (default: cuda where there is a GPU, else cpu)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -442,7 +442,7 @@ class AdaptConfig:
     translate_weight: float = 0.6
     factory: str = "auto"
     batch_size: int = 32
-    precision: str = "fp32"
+    precision: str | None = None  # None: bf16 where fine-tuning runs on a GPU, else fp32
     device: str | None = None
     seed: int = 0
     progress: bool = True
@@ -458,7 +458,7 @@ class AdaptConfig:
         for name in ("alpha", "translate_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be in [0, 1]")
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise UserError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.train_batch_size < 2 or self.batch_size < 1:
             raise UserError("--train-batch-size must be at least 2 and --batch-size at least 1")
