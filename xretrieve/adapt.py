@@ -30,7 +30,7 @@ from xretrieve.config import (
 from xretrieve.errors import UserError
 from xretrieve.formats import iter_corpus
 from xretrieve.index import INDEX_KIND
-from xretrieve.manifest import read_manifest, write_manifest
+from xretrieve.manifest import update_manifest
 
 
 class _Stages:
@@ -74,7 +74,7 @@ def adapt(config: AdaptConfig) -> Path:
     train_steps = config.train_steps
     names = (["synthesize", "train"] if train_steps else []) + ["generate-queries", "encode", "augment", "index"]
     stages = _Stages(names, config.progress)
-    backend = {"llm": config.llm, "llm_model": config.llm_model} if config.llm else {"mt": "apertium"}
+    llm = {"llm": config.llm, "llm_model": config.llm_model} if config.llm else {}  # else Apertium
 
     model = config.model
     if train_steps:
@@ -91,7 +91,7 @@ def adapt(config: AdaptConfig) -> Path:
                 seed=config.seed,
                 device=config.device,
                 progress=config.progress,
-                **backend,
+                **(llm or {"mt": "apertium"}),
             ),
         )
         model = str(out / "model")
@@ -126,7 +126,6 @@ def adapt(config: AdaptConfig) -> Path:
     from xretrieve.index import build_index
     from xretrieve.qgen import generate_queries
 
-    generator = {"backend": "llm", "llm": config.llm, "llm_model": config.llm_model} if config.llm else {}
     generated = stages.run(
         "generate-queries",
         generate_queries,
@@ -134,12 +133,12 @@ def adapt(config: AdaptConfig) -> Path:
             corpus=config.corpus,
             out=str(out / "generated.jsonl"),
             langs=config.langs,
-            backend=generator.pop("backend", "apertium"),
+            backend="llm" if llm else "apertium",
             num_queries=1,
             seed=config.seed,
             device=config.device,
             progress=config.progress,
-            **generator,
+            **llm,
         ),
     )
     embeddings = stages.run(
@@ -181,7 +180,7 @@ def adapt(config: AdaptConfig) -> Path:
             translate_weight=config.translate_weight,
         ),
     )
-    _record(out, config, model, translate, stages.seconds)
+    _record(out, config, llm, translate, stages.seconds)
     return out
 
 
@@ -205,13 +204,12 @@ def _translatable(langs: list[str], doc_langs: list[str]) -> bool:
     return any(engine.route(a, b) for a in langs for b in doc_langs if a != b)
 
 
-def _record(out: Path, config: AdaptConfig, model: str | None, translate: bool, seconds: dict) -> None:
+def _record(out: Path, config: AdaptConfig, llm: dict, translate: bool, seconds: dict) -> None:
     """The recipe and where its artifacts are, in the index's manifest."""
-    manifest = read_manifest(out, INDEX_KIND)
     generated = json.loads((out / "generated.jsonl.json").read_text(encoding="utf-8"))
     recipe = {
         "langs": config.langs,
-        "backend": {"llm": config.llm, "llm_model": config.llm_model} if config.llm else {"mt": "apertium"},
+        "backend": llm or {"mt": "apertium"},
         "train_steps": config.train_steps,
         "alpha": config.alpha,
         "translate": translate,
@@ -226,8 +224,7 @@ def _record(out: Path, config: AdaptConfig, model: str | None, translate: bool, 
         "generated_queries": generated.get("queries", {}),
         "seconds": seconds,
     }
-    body = {key: value for key, value in manifest.items() if key not in ("format", "format_version")}
-    write_manifest(out, INDEX_KIND, body | {"adapt": recipe})
+    update_manifest(out, INDEX_KIND, {"adapt": recipe})
     if config.progress:
         made = sum(recipe["generated_queries"].values())
         print(f"adapt: {out} is ready ({made} generated queries; translate-test {'on' if translate else 'off'})")

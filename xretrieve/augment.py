@@ -26,6 +26,7 @@ from xretrieve.manifest import (
     atomic_target,
     finished_records,
     load_shard_record,
+    manifest_body,
     sha256_file,
     shard_entries,
     shard_name,
@@ -171,7 +172,7 @@ def _finish(source, out: Path, generated: Path, config: AugmentConfig, weights, 
     augmented = sum(r["passages_augmented"] for r in records)
     if not any(r["queries_matched"] for r in records):
         raise UserError(f"{generated}: no generated query names a passage of {config.embeddings} (wrong file?)")
-    body = {key: value for key, value in source.manifest.items() if key not in ("format", "format_version")}
+    body = manifest_body(source.manifest)
     body["normalized"] = bool(source.manifest.get("normalized")) and (config.renormalize or augmented == 0)
     body["shards"] = shard_entries(records)
     body["parents"] = [

@@ -26,6 +26,7 @@ from xretrieve.manifest import (
     sha256_file,
     shard_entries,
     shard_name,
+    update_manifest,
     verify_files,
     write_manifest,
     write_shard_record,
@@ -201,7 +202,7 @@ def _build_index(config: IndexConfig, encoder) -> Path:
         else:
             name, fingerprint = encoder.identity["name"], encoder.identity.get("fingerprint")
         if _built_from_corpus(config, out, name, fingerprint):
-            _record_translate(config, out)
+            update_manifest(out, INDEX_KIND, {"translate": translate_entry(config)})
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
         _check_rebuild(config, out, fingerprint)
@@ -304,13 +305,6 @@ def translate_entry(config: IndexConfig) -> dict | None:
         "targets": config.translate_targets,
         "max_targets": config.translate_max_targets,
     }
-
-
-def _record_translate(config: IndexConfig, out: Path) -> None:
-    manifest = read_manifest(out, INDEX_KIND)
-    if manifest.get("translate") != translate_entry(config):
-        body = {key: value for key, value in manifest.items() if key not in ("format", "format_version")}
-        write_manifest(out, INDEX_KIND, body | {"translate": translate_entry(config)})
 
 
 def _build_settings(

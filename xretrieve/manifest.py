@@ -126,6 +126,18 @@ def write_manifest(folder: str | Path, kind: str, body: dict[str, Any]) -> None:
     atomic_write_json(Path(folder) / MANIFEST_NAME, {"format": kind, "format_version": FORMAT_VERSION, **body})
 
 
+def manifest_body(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest without its format fields: what `write_manifest` takes, to write it again or derive another."""
+    return {key: value for key, value in manifest.items() if key not in ("format", "format_version")}
+
+
+def update_manifest(folder: str | Path, kind: str, changes: dict[str, Any]) -> None:
+    """Rewrite a folder's manifest with `changes` set (atomically); nothing is written when none changes."""
+    manifest = read_manifest(folder, kind)
+    if any(manifest.get(key) != value for key, value in changes.items()):
+        write_manifest(folder, kind, manifest_body(manifest) | changes)
+
+
 def read_manifest(folder: str | Path, kind: str) -> dict[str, Any]:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
