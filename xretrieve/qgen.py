@@ -232,12 +232,13 @@ class ApertiumPipe:
                 raise UserError(f"apertium {self.mode} stopped (exit {self.process.returncode})")
             writer = threading.Thread(target=self._write, args=(data,), daemon=True)
             writer.start()
-            out = bytearray()
-            while out.count(b"\0") < len(texts):
+            out, ended = bytearray(), 0
+            while ended < len(texts):
                 chunk = self.process.stdout.read1(1 << 16)
                 if not chunk:
                     raise UserError(f"apertium {self.mode} closed its output")
                 out += chunk
+                ended += chunk.count(b"\0")
             writer.join()
         pieces = out.decode("utf-8", errors="replace").split("\0")[: len(texts)]
         return [" ".join(_MARKS.sub(" ", _ESCAPED.sub(r"\1", p)).split()) for p in pieces]
@@ -284,11 +285,17 @@ class ApertiumEngine:
         listed = subprocess.run([self.command, "-l"], capture_output=True, text=True, check=False).stdout.split()
         self.modes = {pair: mode for mode in listed if (pair := _mode_languages(mode))}
         self.pipes: dict[str, ApertiumPipe] = {}  # one long-lived pipeline per mode, started on first use
+        self._routes: dict[tuple[str, str], list[str] | None] = {}
         self.lock = threading.Lock()
 
     def route(self, source: str, target: str) -> list[str] | None:
         """The shortest chain of modes from source to target (pivoting through other languages, Spanish and
-        English first), or None."""
+        English first), or None; remembered, since translate-test asks it for every query."""
+        if (source, target) not in self._routes:
+            self._routes[source, target] = self._shortest_chain(source, target)
+        return self._routes[source, target]
+
+    def _shortest_chain(self, source: str, target: str) -> list[str] | None:
         previous: dict[str, tuple[str, str] | None] = {source: None}
         queue = deque([source])
         while queue:
@@ -323,7 +330,7 @@ class ApertiumEngine:
 class TranslationGenerator:
     """One pseudo-query per passage and target language: its lead text, translated. Deterministic (no seed)."""
 
-    whole_shard = True  # one Apertium run per mode and shard: its start-up (loading dictionaries) dominates
+    whole_shard = True  # one call per mode and shard: the texts stream through the pipeline together
 
     def __init__(self, engine: ApertiumEngine | None = None, max_words: int = 32):
         self.engine = engine or ApertiumEngine()

@@ -85,7 +85,7 @@ class TranslationSynthesizer:
     def _translate_all(self, sources: dict[str, list[str]], paths: list[tuple[str, ...]]) -> dict[tuple, list[str]]:
         """Each source language's texts through every prefix of its paths ((source, mode, ...)), with one
         Apertium run per mode where the routes allow: a mode waits until every text that needs it (pivots
-        included) is ready, then runs for all source languages at once. Its start-up dominates small runs."""
+        included) is ready, then runs for all source languages at once, streamed through one pipeline."""
         done: dict[tuple, list[str]] = {(source,): texts for source, texts in sources.items()}
         pending = {path[: d + 1] for path in paths for d in range(1, len(path))}
         while pending:

@@ -33,13 +33,9 @@ class QueryTranslator:
         from xretrieve.qgen import ApertiumEngine
 
         self.engine = engine or ApertiumEngine()
-        self._routes: dict[tuple[str, str], list[str] | None] = {}
 
     def route(self, source: str, target: str) -> list[str] | None:
-        key = (source, target)
-        if key not in self._routes:
-            self._routes[key] = self.engine.route(source, target) if source != target else None
-        return self._routes[key]
+        return self.engine.route(source, target) if source != target else None
 
     def translate(self, text: str, source: str, target: str) -> str | None:
         chain = self.route(source, target)
