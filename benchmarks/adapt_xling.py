@@ -173,11 +173,6 @@ def measures(ranks: np.ndarray) -> dict:
     return {"RR@10": float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean()), "R@10": float((ranks <= 10).mean())}
 
 
-def translation_mean(vectors: Vectors, row: int, targets: list[str], fallback: np.ndarray) -> np.ndarray:
-    found = [vectors.translations[(row, t)] for t in targets if (row, t) in vectors.translations]
-    return np.mean(found, axis=0) if found else fallback
-
-
 def rrf(a: np.ndarray, b: np.ndarray, has: np.ndarray, k: int = 60) -> np.ndarray:
     """Reciprocal rank fusion of two score matrices (rows without a translation keep their own ranking)."""
     ranks = [np.argsort(np.argsort(-m, axis=1), axis=1) for m in (a, b)]
@@ -229,7 +224,7 @@ def prepare(data: Data, engine: ApertiumEngine, covered: list[str], work: Path) 
     return translations, dict(generated)
 
 
-def trained_model(data_name: str, corpus: Path, covered: list[str], steps: int, work: Path) -> Path:
+def trained_model(corpus: Path, covered: list[str], steps: int, work: Path) -> Path:
     from xretrieve.train import train
 
     model = work / f"model-{steps}"
@@ -339,7 +334,7 @@ def main() -> None:
             results["seconds"][f"{name} translate"] = round(time.perf_counter() - started, 1)
             for steps in [int(s) for s in args.steps.split(",")]:
                 started = time.perf_counter()
-                model = None if steps == 0 else trained_model(name, data.corpus, covered, steps, folder)
+                model = None if steps == 0 else trained_model(data.corpus, covered, steps, folder)
                 results["seconds"][f"{name} train {steps}"] = round(time.perf_counter() - started, 1)
                 encoder = BiEncoder(str(model) if model else None)
                 started = time.perf_counter()
