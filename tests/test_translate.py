@@ -323,3 +323,33 @@ def test_serve_on_ray_says_it_does_not_translate(index, monkeypatch, capsys):
     assert served and "serve --ray searches queries as they are" in capsys.readouterr().err
     serve(ServerConfig(index=str(index), ray="local", translate=False))
     assert len(served) == 2 and capsys.readouterr().err == ""
+
+
+def test_a_query_whose_language_cannot_be_guessed_is_a_4xx_for_its_request_alone(index, encoder):
+    from fastapi.testclient import TestClient
+
+    from xretrieve.server import ServerConfig, _Chunk, _Request, _search_batch, create_app
+
+    class NoGuesser:
+        def guess(self, text):
+            raise UserError("queries without a language need lingua-language-detector to guess it")
+
+    def searcher():
+        found = Searcher(index, encoder=encoder, translator=FakeTranslator())
+        found.translate._guesser = NoGuesser()
+        return found
+
+    app = create_app(ServerConfig(index=str(index)), load_searcher=searcher)
+    with TestClient(app) as client:
+        for _ in range(200):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        unknown = client.post("/v1/search", json={"query": "hola"})
+        assert unknown.status_code == 422 and "lingua" in unknown.json()["error"]
+        assert client.post("/v1/search", json={"query": "hola", "query_lang": "es"}).status_code == 200
+    # in one encode batch with another request, only the request without a language gets the error
+    shared = searcher()
+    chunks = [_Chunk(_Request(shared, 1, 3, None, None, query_lang), 0, ["hola"], 1) for query_lang in ("es", None)]
+    answers = _search_batch(chunks)
+    assert isinstance(answers[1], UserError) and len(answers[0][0]) == 3

@@ -368,13 +368,14 @@ def _search_batch(batch: list[_Chunk]) -> list[Any]:
         groups.setdefault(_encode_group(chunk), []).append(i)
     answers: list[Any] = [None] * len(batch)
     for members in groups.values():
-        texts = [t for i in members for t in batch[i].texts]
-        first = batch[members[0]].request
-        if getattr(first.searcher, "translate", None) is None:
-            vectors = first.searcher.encoder.encode_queries(texts, batch_size=len(texts))
-        else:
-            query_langs = [batch[i].request.query_lang for i in members for _ in batch[i].texts]
-            vectors = first.searcher.query_vectors(texts, query_langs, first.langs, batch_size=len(texts))
+        try:
+            vectors = _query_vectors([batch[i] for i in members])
+        except UserError as exc:
+            # a request's queries could not be prepared (a language to guess without lingua): a 4xx for it;
+            # where chunks shared the encode, each is tried alone so that only that request gets it
+            for i in members:
+                answers[i] = exc if len(members) == 1 else _search_batch([batch[i]])[0]
+            continue
         start = 0
         for i in members:
             chunk = batch[i]
@@ -384,6 +385,16 @@ def _search_batch(batch: list[_Chunk]) -> list[Any]:
             except UserError as exc:
                 answers[i] = exc  # this request's own mistake (e.g. an unknown language): a 4xx for it alone
     return answers
+
+
+def _query_vectors(chunks: list[_Chunk]):
+    """The vectors of chunks of one encode group, in one encode call (translations included)."""
+    texts = [t for chunk in chunks for t in chunk.texts]
+    first = chunks[0].request
+    if getattr(first.searcher, "translate", None) is None:
+        return first.searcher.encoder.encode_queries(texts, batch_size=len(texts))
+    query_langs = [chunk.request.query_lang for chunk in chunks for _ in chunk.texts]
+    return first.searcher.query_vectors(texts, query_langs, first.langs, batch_size=len(texts))
 
 
 def _deliver(chunk: _Chunk, answer: Any) -> None:
