@@ -462,3 +462,34 @@ class AdaptConfig:
             raise UserError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.train_batch_size < 2 or self.batch_size < 1:
             raise UserError("--train-batch-size must be at least 2 and --batch-size at least 1")
+
+
+# --- live indexes (xretrieve/update.py, xretrieve/compact.py) ------------------------------------------------------
+
+
+@dataclass
+class AddConfig:
+    index: str
+    corpus: str
+    model: str | None = None  # default: the model the index names (a moved model folder: give it here)
+    batch_size: int = 32
+    commit_every: int = 1000  # documents per logged batch: each is applied whole, and survives a crash once logged
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.commit_every < 1:
+            raise UserError("--batch-size and --commit-every must be at least 1")
+
+
+@dataclass
+class DeleteConfig:
+    index: str
+    ids: list[str]
+
+
+@dataclass
+class CompactConfig:
+    index: str
+    info: bool = False  # print the generation and the pending changes; change nothing
+    progress: bool = True
