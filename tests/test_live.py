@@ -288,3 +288,53 @@ def test_a_batch_with_a_repeated_id_is_refused_whole(tmp_path, corpus):
         writer.upsert([Document("x", "a", "", "en"), Document("y", "b", "", "en"), Document("x", "c", "", "en")])
     assert not searcher.exists("y") and read_log(wal_path(out, 0)) == ([], 0)
     writer.close()
+
+
+def adapt_like_index(tmp_path: Path, corpus: Path, encoder) -> Path:
+    """An index whose manifest records adapt's Apertium recipe (queries into es, folded in at alpha 0.2)."""
+    from xretrieve.index import INDEX_KIND
+    from xretrieve.manifest import update_manifest
+
+    out = tmp_path / "adapted"
+    build_index(IndexConfig(out=str(out), corpus=str(corpus), progress=False), encoder)
+    update_manifest(out, INDEX_KIND, {"adapt": {"backend": {"mt": "apertium"}, "langs": ["es"], "alpha": 0.2}})
+    return out
+
+
+@pytest.mark.skipif(not __import__("shutil").which("apertium"), reason="needs Apertium (apertium-eng-spa)")
+def test_added_documents_of_an_adapted_index_get_its_augmentation(tmp_path, corpus):
+    from xretrieve.augment import fuse
+    from xretrieve.qgen import TranslationGenerator
+
+    encoder = FakeEncoder()
+    out = adapt_like_index(tmp_path, corpus, encoder)
+    searcher, writer = open_writer(out, encoder)
+    docs = [Document("new-en", "The house is big.", "", "en"), Document("new-fi", "Talo on iso.", "", "fi")]
+    writer.upsert(docs)
+    writer.close()
+    [(_, queries)] = TranslationGenerator().generate(docs[:1], "es", 1, 0)
+    assert queries and queries[0] != docs[0].text  # the English document reached Spanish
+    passage = encoder.encode_passages([docs[0].text])
+    want = fuse(passage, encoder.encode_queries(queries), np.ones(1), 0.2, "mean", False)[0]
+    added = searcher.changes.added
+    np.testing.assert_allclose(added["new-en"].vector, want, atol=1e-6)
+    assert not np.allclose(added["new-en"].vector, passage[0], atol=1e-3)
+    # Finnish reaches no Spanish pair here: its vector stays the passage's own, as in the built index
+    np.testing.assert_array_equal(added["new-fi"].vector, encoder.encode_passages([docs[1].text])[0])
+    assert searcher.changes.summary(True)["unaugmented"] == 0
+
+
+def test_without_the_recipe_backend_added_documents_are_counted_unaugmented(tmp_path, corpus, monkeypatch):
+    import xretrieve.translate
+
+    monkeypatch.setattr(xretrieve.translate, "apertium_available", lambda: False)
+    encoder = FakeEncoder()
+    out = adapt_like_index(tmp_path, corpus, encoder)
+    searcher, writer = open_writer(out, encoder)
+    writer.upsert([Document("n1", "The house is big.", "", "en"), Document("n2", "Otra casa.", "", "es")])
+    writer.close()
+    np.testing.assert_array_equal(
+        searcher.changes.added["n1"].vector, encoder.encode_passages(["The house is big."])[0]
+    )
+    writer.lock.release()
+    assert index_info(out)["pending"]["unaugmented"] == 2

@@ -287,6 +287,8 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             ),
             "docs": docs,
             "translate": translate_entry(config),
+            # how the vectors were augmented (xQG), so that documents added later can say they were not
+            **({"augment": embeddings.manifest["augment"]} if embeddings.manifest.get("augment") else {}),
             "shards": shard_entries(records),
             "parents": [
                 {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
