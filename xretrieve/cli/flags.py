@@ -57,7 +57,8 @@ def _flag(cls: type, field: dataclasses.Field) -> Flag:
     info = flag_info(field)
     required = field.default is dataclasses.MISSING
     default = None if required else field.default
-    base = str(field.type).replace(" | None", "").replace("None | ", "")
+    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    base = annotation.replace(" | None", "").replace("None | ", "")  # a string under `from __future__ import ...`
     spelling = field.name if info.positional else info.flag or "--" + field.name.replace("_", "-")
     key = spelling.lstrip("-").replace("-", "_")
     if base == "bool":
