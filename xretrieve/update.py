@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -152,11 +153,22 @@ def add_documents(config: AddConfig) -> tuple[int, int]:
     return new, replaced
 
 
+def _ids_in(path: str | None) -> list[str]:
+    """The ids of an --ids-file: one per line; blank lines are skipped."""
+    if path is None:
+        return []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
 def delete_documents(config: DeleteConfig) -> tuple[list[str], list[str]]:
     """Delete ids from the index; returns (deleted, not found)."""
     from xretrieve.search import Searcher
 
-    ids = list(dict.fromkeys(config.ids))
+    ids = list(dict.fromkeys(config.ids or _ids_in(config.ids_file)))
     if not ids:
         raise UserError("delete: no ids given (--ids a,b,c or --ids-file FILE)")
     with WriterLock(config.index, "xretrieve delete") as lock:
@@ -165,4 +177,5 @@ def delete_documents(config: DeleteConfig) -> tuple[list[str], list[str]]:
             present = writer.delete(ids)
         finally:
             writer.close()
-    return present, [docid for docid in ids if docid not in set(present)]
+    gone = set(present)
+    return present, [docid for docid in ids if docid not in gone]
