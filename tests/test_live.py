@@ -338,3 +338,74 @@ def test_without_the_recipe_backend_added_documents_are_counted_unaugmented(tmp_
     )
     writer.lock.release()
     assert index_info(out)["pending"]["unaugmented"] == 2
+
+
+def test_cli_add_delete_compact_with_a_real_model(tiny_model, tmp_path, capsys):
+    """The verbs end to end: a tiny BERT encodes, `search` sees every change, a second writer is refused."""
+    from xretrieve import cli
+
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 20)
+    out = tmp_path / "idx"
+    assert cli.main(["index", "--corpus", str(corpus), "--out", str(out), "--model", str(tiny_model), "--quiet"]) == 0
+    new = tmp_path / "new.jsonl"
+    rows = [
+        {"id": "fresh", "text": "zebra quantum lighthouse", "lang": "en"},
+        {"id": "d3", "text": "rewritten", "lang": "fi"},
+    ]
+    new.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert cli.main(["add", "--index", str(out), "--corpus", str(new), "--quiet"]) == 0
+    assert "1 documents added, 1 replaced" in capsys.readouterr().out
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "q", "text": "zebra quantum lighthouse"}) + "\n")
+
+    def top(k: int = 21) -> list[str]:
+        run = tmp_path / "run.trec"
+        assert (
+            cli.main(["search", "--index", str(out), "--queries", str(queries), "--out", str(run), "--k", str(k)]) == 0
+        )
+        return [line.split()[2] for line in run.read_text().splitlines()]
+
+    assert top(1) == ["fresh"] and len(top()) == 21
+    ids_file = tmp_path / "gone.txt"
+    ids_file.write_text("fresh\n\nd4\nnot-there\n")
+    assert cli.main(["delete", "--index", str(out), "--ids-file", str(ids_file)]) == 0
+    captured = capsys.readouterr()
+    assert "2 documents deleted" in captured.out and "not-there" in captured.err
+    assert "fresh" not in top() and "d4" not in top() and len(top()) == 19
+    capsys.readouterr()
+    assert cli.main(["compact", "--index", str(out), "--info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == 19 and info["pending"]["upserted"] == 1 and info["pending"]["removed_from_base"] == 2
+    with WriterLock(out, "serve --writable"):
+        assert cli.main(["add", "--index", str(out), "--corpus", str(new), "--quiet"]) == 2
+        assert "another writer is changing this index" in capsys.readouterr().err
+    assert cli.main(["compact", "--index", str(out), "--quiet"]) == 0
+    assert "generation 1" in capsys.readouterr().out
+    assert sorted(top()) == sorted([f"d{i}" for i in range(20) if i != 4]) and len(top()) == 19
+    assert cli.main(["compact", "--index", str(out)]) == 0
+    assert "nothing to compact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["delete", "--index", "IDX"], "one of the arguments --ids --ids-file is required"),
+        (["delete", "--index", "IDX", "--ids", "a", "--ids-file", "f"], "not allowed with argument"),
+        (["delete", "--index", "IDX", "--ids", " , "], "no ids given"),
+        (["add", "--index", "IDX", "--corpus", "no-such.jsonl"], "no-such.jsonl"),
+        (["compact", "--index", "no-such-folder"], "no manifest.json"),
+    ],
+)
+def test_cli_live_verbs_refuse_bad_input_in_one_line(tmp_path, corpus, capsys, args, message):
+    from xretrieve import cli
+
+    out = tmp_path / "idx"
+    build_index(IndexConfig(out=str(out), corpus=str(corpus), progress=False), FakeEncoder())
+    args = [str(out) if a == "IDX" else a for a in args]
+    try:
+        status = cli.main(args)
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
