@@ -39,20 +39,23 @@ def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
     return parse_shard(args.shard) if args.shard else None
 
 
-def _encode(args: argparse.Namespace) -> None:
-    from xretrieve.encode import encode_corpus
+def _local_or_ray(config, module: str, name: str) -> Callable:
+    """The function `name` of the core module `xretrieve.<module>`, or, when the config asks for Ray (`--ray`),
+    its counterpart of the same name in the Ray layer, `xretrieve.ray`: the one place that chooses."""
+    import importlib
 
-    out = encode_corpus(_config(EncodeConfig, args, shard=_shard(args), num_shards=args.shards))
-    print(f"embeddings: {out}")
+    return getattr(importlib.import_module("xretrieve.ray" if config.ray else f"xretrieve.{module}"), name)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    config = _config(EncodeConfig, args, shard=_shard(args), num_shards=args.shards)
+    print(f"embeddings: {_local_or_ray(config, 'encode', 'encode_corpus')(config)}")
 
 
 def _index(args: argparse.Namespace) -> None:
-    from xretrieve.index import build_index
-
-    out = build_index(
-        _config(IndexConfig, args, num_shards=args.shards, translate_targets=parse_langs(args.translate_targets))
-    )
-    print(f"index: {out}")
+    translate_targets = parse_langs(args.translate_targets)
+    config = _config(IndexConfig, args, num_shards=args.shards, translate_targets=translate_targets)
+    print(f"index: {_local_or_ray(config, 'index', 'build_index')(config)}")
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -158,19 +161,18 @@ def _save_model(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import os
 
-    from xretrieve.server import ServerConfig, read_api_keys, serve
+    from xretrieve.serve.config import ServerConfig, read_api_keys
 
-    serve(
-        _config(
-            ServerConfig,
-            args,
-            api_keys=read_api_keys(args.api_key or [], os.environ.get("XRETRIEVE_API_KEYS", "")),
-            cors_origins=tuple(args.cors_origin or []),
-            timeout_s=args.timeout,
-            header_timeout_s=args.header_timeout,
-            body_timeout_s=args.body_timeout,
-        )
+    config = _config(
+        ServerConfig,
+        args,
+        api_keys=read_api_keys(args.api_key or [], os.environ.get("XRETRIEVE_API_KEYS", "")),
+        cors_origins=tuple(args.cors_origin or []),
+        timeout_s=args.timeout,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
     )
+    _local_or_ray(config, "serve", "serve")(config)
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -13,8 +13,9 @@ from xretrieve.config import SearchConfig
 from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_run
-from xretrieve.index import INDEX_KIND, index_layers
-from xretrieve.manifest import check_writable_file, read_manifest, verify_files
+from xretrieve.index import read_index_manifest
+from xretrieve.index_shard import index_layers
+from xretrieve.manifest import check_writable_file, verify_files
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ def _search_parameters(index, selector):
     return build(list(index_layers(index)))
 
 
-class _Shard:
+class IndexShard:
+    """One shard of an index (its faiss index, docids and languages), answering `hits` for `merge_hits`: what
+    a `Searcher` holds per shard, and what xretrieve.ray serves as one deployment."""
+
     def __init__(self, folder: Path, entry: dict, params: str, verify: bool = True):
         import faiss
 
@@ -169,6 +173,11 @@ class _Filter:
         return cls(rows, params, keep=keep)
 
 
+def read_docids(folder: Path, manifest: dict) -> list[str]:
+    """Every document id of an index in index order (the order of its document store), from its files."""
+    return [docid for entry in manifest["shards"] for docid in read_lines(folder / f"{entry['name']}.docids.txt")]
+
+
 def merge_hits(per_shard: list[list[list[Hit]]], queries: int, k: int) -> list[list[Hit]]:
     """The top k per query over every shard's candidates, ordered by (-score, docid)."""
     merged: list[list[Hit]] = [[] for _ in range(queries)]
@@ -187,7 +196,11 @@ def _keep_rows(scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> tuple[
 
 
 class Searcher:
-    """Loads an index folder and the query encoder it names, and answers queries."""
+    """Loads an index folder and the query encoder it names, and answers queries.
+
+    `manifest`: the folder's manifest, when the caller has read it already. `shards`: the index's shards
+    opened elsewhere (xretrieve.ray passes Ray Serve deployments), each answering `hits(vectors, k, langs)`
+    through `shard_hits`; by default each shard's files are opened here."""
 
     def __init__(
         self,
@@ -199,9 +212,11 @@ class Searcher:
         search_params: str | None = None,
         translate: bool = True,
         translator=None,
+        manifest: dict | None = None,
+        shards: list | None = None,
     ):
         self.folder = Path(index_dir)
-        self.manifest = read_manifest(self.folder, INDEX_KIND)
+        self.manifest = read_index_manifest(self.folder) if manifest is None else manifest
         docs = self.manifest.get("docs")
         if verify and docs:
             verify_files(self.folder, docs["files"])
@@ -209,8 +224,13 @@ class Searcher:
         if search_params:
             params = f"{params},{search_params}" if params else search_params
         self.search_params = params
-        self.shards = self._open_shards(verify)
-        self.docs = DocStore(self.folder, self._docids()) if docs else None
+        if shards is None:
+            self.shards = [IndexShard(self.folder, entry, params, verify) for entry in self.manifest["shards"]]
+            docids = [docid for shard in self.shards for docid in shard.docids] if docs else []
+        else:
+            self.shards = list(shards)  # each verifies and opens its own files
+            docids = read_docids(self.folder, self.manifest) if docs else []
+        self.docs = DocStore(self.folder, docids) if docs else None
         self.translate = self._translate_test(translator) if translate else None  # before the model: fail fast
         if encoder is None:
             from xretrieve.model import BiEncoder
@@ -260,13 +280,6 @@ class Searcher:
         if self.translate is not None:
             self.translate.close()
 
-    def _open_shards(self, verify: bool) -> list:
-        return [_Shard(self.folder, entry, self.search_params, verify) for entry in self.manifest["shards"]]
-
-    def _docids(self) -> list[str]:
-        """Every document id in index order (the order of the document store)."""
-        return [docid for shard in self.shards for docid in shard.docids]
-
     def document(self, docid: str) -> dict | None:
         """{"id", "title", "text", "lang"} of a document, None if unknown or the index has no texts."""
         return self.docs.get(docid) if self.docs else None
@@ -291,9 +304,11 @@ class Searcher:
         """Top-k over all shards: each shard's top-k, merged by (-score, docid)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         wanted = self._check_langs(langs)
-        return merge_hits(self._shard_hits(vectors, k, wanted), len(vectors), k)
+        return merge_hits(self.shard_hits(vectors, k, wanted), len(vectors), k)
 
-    def _shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
+    def shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
+        """Every shard's candidates (`IndexShard.hits`), one shard after another; a subclass whose shards are
+        remote asks them all at once."""
         return [shard.hits(vectors, k, langs) for shard in self.shards]
 
     def _check_langs(self, langs: list[str] | None) -> frozenset[str] | None:
