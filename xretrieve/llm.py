@@ -27,7 +27,7 @@ from pathlib import Path
 
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
-from xretrieve.qgen import language_name
+from xretrieve.text import language_name, shingles
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,6 @@ def _normalized(text: str) -> str:
 
 def check_reply(reply: str | None, doc: Document, max_words: int) -> tuple[str | None, str | None]:
     """(query, None) for a usable reply, else (None, the reason it is dropped)."""
-    from xretrieve.train import _shingles
-
     if reply is None:
         return None, "request_failed"
     query = parse_query(reply)
@@ -138,8 +136,8 @@ def check_reply(reply: str | None, doc: Document, max_words: int) -> tuple[str |
     if len(query.split()) > max_words:
         return None, "too_long"
     passage = f"{doc.title} {doc.text}"
-    grams = _shingles(query)
-    copied = len(grams & _shingles(passage)) / len(grams) >= COPY_OVERLAP
+    grams = shingles(query)
+    copied = len(grams & shingles(passage)) / len(grams) >= COPY_OVERLAP
     if copied or _normalized(query).strip("?.!¿¡ ") in _normalized(passage):
         return None, "copied"
     return query, None

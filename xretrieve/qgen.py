@@ -37,49 +37,13 @@ from xretrieve.manifest import (
     shard_name,
     write_shard_record,
 )
+from xretrieve.text import LANGUAGES, check_languages, language_name  # noqa: F401 (importable from here too)
 
 DEFAULT_TEMPLATE = "Generate a {language} question for this passage: {title} {passage}"
 GENERATOR_SETTINGS = "xretrieve-generator.json"  # saved with a trained generator: its prompt template
 
 # ISO 639-1 code -> (English name for the prompt, ISO 639-3 code as some Apertium modes name languages)
-LANGUAGES = {
-    "ar": ("Arabic", "ara"),
-    "bn": ("Bengali", "ben"),
-    "ca": ("Catalan", "cat"),
-    "de": ("German", "deu"),
-    "en": ("English", "eng"),
-    "es": ("Spanish", "spa"),
-    "fa": ("Persian", "fas"),
-    "fi": ("Finnish", "fin"),
-    "fr": ("French", "fra"),
-    "gl": ("Galician", "glg"),
-    "hi": ("Hindi", "hin"),
-    "id": ("Indonesian", "ind"),
-    "it": ("Italian", "ita"),
-    "ja": ("Japanese", "jpn"),
-    "ko": ("Korean", "kor"),
-    "pt": ("Portuguese", "por"),
-    "ru": ("Russian", "rus"),
-    "sw": ("Swahili", "swa"),
-    "te": ("Telugu", "tel"),
-    "th": ("Thai", "tha"),
-    "tl": ("Tagalog", "tgl"),
-    "vi": ("Vietnamese", "vie"),
-    "yo": ("Yoruba", "yor"),
-    "zh": ("Chinese", "zho"),
-}
 _ISO3 = {iso3: code for code, (_, iso3) in LANGUAGES.items()}
-
-
-def language_name(code: str) -> str:
-    return LANGUAGES.get(code, (code, ""))[0]
-
-
-def check_languages(langs: list[str]) -> None:
-    """Target languages must be known: prompts name them in English and Apertium modes by ISO 639-3 code."""
-    unknown = [lang for lang in langs if lang not in LANGUAGES]
-    if unknown:
-        raise UserError(f"--langs: unknown language code {unknown[0]!r}; known: {', '.join(sorted(LANGUAGES))}")
 
 
 def render_prompt(template: str, lang: str, doc: Document) -> str:

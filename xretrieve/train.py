@@ -26,6 +26,7 @@ from xretrieve.encode import passage_text
 from xretrieve.errors import UserError
 from xretrieve.formats import Document, iter_corpus, read_parallel, read_qrels, read_queries, write_jsonl
 from xretrieve.manifest import atomic_write_json
+from xretrieve.text import shingles
 
 DEV_MEASURES = ("nDCG@10", "RR@10", "R@100")
 _MINE_SEARCH_BLOCK = (
@@ -461,12 +462,6 @@ def distill(config: DistillConfig) -> Path:
 # --- mine-negatives ------------------------------------------------------------------------------------------------
 
 
-def _shingles(text: str, n: int = 3) -> set[str]:
-    """Character n-grams of the lower-cased text without spaces: comparable across scripts without a tokenizer."""
-    compact = "".join(text.lower().split())
-    return {compact[i : i + n] for i in range(max(len(compact) - n + 1, 1))}
-
-
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
@@ -515,7 +510,7 @@ def mine_negatives(config: MineConfig) -> dict[str, int]:
         row += n
         threshold = float(positive_scores.min()) - config.margin
         positive_ids = {p.id for p in example.positives}
-        positive_grams = [_shingles(passage_text(p)) for p in example.positives]
+        positive_grams = [shingles(passage_text(p)) for p in example.positives]
         chosen: list[Document] = []
         for hit in hits[config.min_rank - 1 :]:
             if len(chosen) == config.negatives:
@@ -525,7 +520,7 @@ def mine_negatives(config: MineConfig) -> dict[str, int]:
                 continue
             doc = _candidate(hit, searcher, corpus_docs)
             if doc.text and any(
-                _jaccard(_shingles(passage_text(doc)), grams) >= config.duplicate_threshold for grams in positive_grams
+                _jaccard(shingles(passage_text(doc)), grams) >= config.duplicate_threshold for grams in positive_grams
             ):
                 counts["excluded_duplicate"] += 1
                 continue
