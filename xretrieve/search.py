@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,10 @@ class Searcher:
 
             check_compatible(self.manifest["model"], encoder, str(self.folder))
             self.encoder = encoder
+
+    def frozen(self) -> Searcher:
+        """This searcher as it is now: later writes to this one do not reach the copy (they replace its view)."""
+        return copy.copy(self)
 
     @property
     def base_shards(self) -> tuple[IndexShard, ...]:
