@@ -25,15 +25,17 @@ def create_app(
     config: ServerConfig,
     load_searcher: Callable[[], Any] | None = None,
     reload_searcher: Callable[[str], Any] | None = None,
+    lock=None,
 ):
     """The FastAPI app. `load_searcher` (default: `open_searcher` for `config.index`) runs in the background;
-    `reload_searcher(folder)` (default: `open_searcher`, reusing the loaded encoder) serves /v1/admin/reload."""
+    `reload_searcher(folder)` (default: `open_searcher`, reusing the loaded encoder) serves /v1/admin/reload.
+    `lock`: with `config.writable`, the index's writer lock, taken already (else the app takes it at load)."""
     from fastapi import FastAPI
 
     from xretrieve.serve.errors import add_error_handlers
     from xretrieve.serve.routes import routers
 
-    state = ServeState(config, load_searcher, reload_searcher)
+    state = ServeState(config, load_searcher, reload_searcher, lock)
     app = FastAPI(
         title="xretrieve",
         version="1",
@@ -94,8 +96,13 @@ def serve(config: ServerConfig) -> None:
             server.should_exit = True
             raise
 
+    lock = None
+    if config.writable:  # a second writer of the index stops here, before anything loads
+        from xretrieve.live import WriterLock
+
+        lock = WriterLock(config.index, f"xretrieve serve --writable on {config.host}:{config.port}")
     log.info("serving %s on http://%s:%d (loading in the background)", config.index, config.host, config.port)
-    server = uvicorn.Server(uvicorn_config(create_app(config, load_searcher=load_or_stop), config))
+    server = uvicorn.Server(uvicorn_config(create_app(config, load_searcher=load_or_stop, lock=lock), config))
     server.run()
     if failed:
         raise UserError(f"{config.index}: could not load the index: {load_problem(config.index, failed[0])}")

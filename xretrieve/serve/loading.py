@@ -16,20 +16,22 @@ from typing import Any
 
 from xretrieve.config.serve import ServerConfig
 from xretrieve.errors import UserError
+from xretrieve.live import WriterLock
 from xretrieve.serve.batching import SearchEngine
 from xretrieve.serve.errors import ApiError
+from xretrieve.update import LiveWriter
 
 log = logging.getLogger("xretrieve.server")
 
 
-def open_searcher(folder: str, model: str | None, encoder=None, translate: bool = True, translator=None):
+def open_searcher(folder: str, model: str | None, encoder=None, translate: bool = True, translator=None, manifest=None):
     """A Searcher for `folder`, serving documents from a verified copy in memory; `encoder` is reused when
     it is the model the index names (or `model`), so a reload does not load a second copy of it, and so is
-    `translator` (its long-lived Apertium pipelines)."""
+    `translator` (its long-lived Apertium pipelines). `manifest`: a generation not yet switched in (compaction)."""
     from xretrieve.index import read_index_manifest
     from xretrieve.search import Searcher
 
-    manifest = read_index_manifest(folder)
+    manifest = read_index_manifest(folder) if manifest is None else manifest
     wanted = model or manifest["model"]["name"]
     if os.path.isdir(wanted):
         wanted = str(Path(wanted).resolve())  # as BiEncoder names a model folder
@@ -67,6 +69,7 @@ class ServeState:
         config: ServerConfig,
         load_searcher: Callable[[], Any] | None = None,
         reload_searcher: Callable[[str], Any] | None = None,
+        lock=None,
     ):
         self.config, self.index = config, config.index
         self.engine: SearchEngine | None = None
@@ -74,13 +77,15 @@ class ServeState:
         self.load = load_searcher or (lambda: open_searcher(self.index, config.model, translate=config.translate))
         self.reopen = reload_searcher or self._reopen
         self.reloading = asyncio.Lock()  # one reload at a time: each holds a whole index in memory while it loads
+        self.lock = lock  # --writable: the index's writer lock (taken here at load when not given)
+        self.writer = None  # --writable: the LiveWriter of the loaded index
 
-    def _reopen(self, folder: str):
+    def _reopen(self, folder: str, manifest: dict | None = None):
         """`open_searcher`, reusing the loaded encoder and query translator (its pipelines are running)."""
         translate = getattr(self.engine.searcher, "translate", None)
         translator = translate.translator if translate is not None else None
         config = self.config
-        return open_searcher(folder, config.model, self.engine.searcher.encoder, config.translate, translator)
+        return open_searcher(folder, config.model, self.engine.searcher.encoder, config.translate, translator, manifest)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -90,12 +95,20 @@ class ServeState:
         loader.cancel()
         if self.engine:
             await self.engine.stop()
-        self.engine = self.error = None  # a restarted app loads afresh, not a stopped engine
+        if self.writer is not None:
+            self.writer.close()
+        if self.lock is not None:
+            self.lock.release()
+        self.engine = self.error = self.writer = self.lock = None  # a restarted app loads afresh
 
     async def _load(self) -> None:
         config = self.config
         try:
+            if config.writable and self.lock is None:
+                self.lock = await asyncio.to_thread(WriterLock, self.index, "xretrieve serve --writable")
             searcher = await asyncio.to_thread(self.load)
+            if config.writable:
+                self.writer = LiveWriter(searcher, self.lock, batch_size=config.max_encode_batch)
             engine = SearchEngine(
                 searcher,
                 config.max_encode_batch,
@@ -121,6 +134,10 @@ class ServeState:
     async def reload(self, folder: str | None):
         """Load `folder` (default: the one served now) and swap it in; a failure is a 422 and changes nothing."""
         current = self.current()
+        if self.writer is not None:
+            raise ApiError(
+                409, "a writable server does not reload: it holds the writes of its index; restart it instead"
+            )
         folder = folder or self.index
         async with self.reloading:
             try:
@@ -132,3 +149,16 @@ class ServeState:
             current.swap(searcher)
             self.index = folder
         return folder, searcher
+
+    async def compact(self) -> int | None:
+        """Fold the served index's changes into a new generation while searches and writes go on (409 while
+        another compaction runs); returns the new generation, None when nothing was pending."""
+        from xretrieve.compact import compact_live
+
+        engine = self.current()
+        if self.reloading.locked():
+            raise ApiError(409, "a compaction is already running")
+        async with self.reloading:
+            return await asyncio.to_thread(
+                compact_live, self.writer, lambda manifest: self.reopen(self.index, manifest), engine.swap
+            )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 
 def routers(config) -> list:
-    """The routers `create_app` includes for `config`, in the order the API documents them; a group that only
-    some servers offer (say, document writes behind a `--writable` flag) is appended here when its flag is on."""
-    from xretrieve.serve.routes import admin, documents, health, page, search
+    """The routers `create_app` includes for `config`, in the order the API documents them. The writes are
+    routed on every server: a read-only one answers them 403, saying to start it with --writable."""
+    from xretrieve.serve.routes import admin, documents, health, page, search, writes
 
-    return [search.router, documents.router, admin.router, health.router, page.router]
+    return [search.router, documents.router, writes.router, admin.router, health.router, page.router]

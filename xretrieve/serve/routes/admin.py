@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from xretrieve.serve.errors import ApiError
 
 router = APIRouter()
-LIMIT_PREFIXES = ("max_", "timeout", "batch_", "rate_", "header_", "body_")
+LIMIT_PREFIXES = ("max_", "timeout", "batch_", "rate_", "header_", "body_", "write_")
 
 
 class ReloadRequest(BaseModel):
@@ -20,11 +20,13 @@ class ReloadRequest(BaseModel):
 async def info(request: Request):
     state = request.app.state.xretrieve
     current = state.current()
-    manifest = current.searcher.manifest
+    searcher = current.searcher
+    manifest = searcher.manifest
     return {
-        "index": {k: manifest.get(k) for k in ("factory", "metric", "dim", "rows", "search_params")},
-        "model": current.searcher.encoder.identity,
-        "langs": manifest.get("langs", {}),
+        "index": {k: manifest.get(k) for k in ("factory", "metric", "dim", "search_params")} | {"rows": searcher.rows},
+        "model": searcher.encoder.identity,
+        "langs": searcher.langs,
+        "live": live_info(state),
         "shards": len(manifest.get("shards", [])),
         "has_texts": current.searcher.docs is not None,
         "translate": translate_info(current.searcher),
@@ -47,3 +49,17 @@ def translate_info(searcher) -> dict | None:
     if translate is None:
         return None
     return {"weight": translate.weight, "targets": translate.targets, "stats": dict(translate.stats)}
+
+
+def live_info(state) -> dict:
+    """The index's generation and the changes not yet compacted (what `compact --info` prints), and whether
+    this server takes writes."""
+    from xretrieve.update import is_augmented
+
+    searcher = state.current().searcher
+    return {
+        "writable": state.writer is not None,
+        "generation": searcher.generation,
+        "pending": searcher.changes.summary(is_augmented(searcher.manifest)),
+        "compacting": state.writer is not None and state.reloading.locked(),
+    }
