@@ -298,3 +298,32 @@ def test_a_real_server_keeps_acknowledged_writes_over_kill_9_and_never_shows_hal
         server.wait(timeout=60)
     assert json.loads((index / "manifest.json").read_text()).get("live") is None  # nothing compacted here
     assert os.path.getsize(index / "live" / "wal-000000.log") > 0
+
+
+def test_serve_on_ray_refuses_writes_in_one_line(index, capsys):
+    from xretrieve import cli
+
+    assert cli.main(["serve", "--index", str(index), "--ray", "--writable"]) == 2
+    err = capsys.readouterr().err
+    assert "serve --ray --writable: writes are not served on Ray" in err and "Traceback" not in err
+
+
+def test_a_full_disk_answers_507_and_applies_nothing(index, monkeypatch):
+    import xretrieve.live
+
+    real = xretrieve.live.os.pwrite
+    with client_for(index) as client:
+        ready(client)
+
+        def full(fd, data, offset):
+            real(fd, data[: len(data) // 2], offset)  # half of the record reaches the file, then the disk is full
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(xretrieve.live.os, "pwrite", full)
+        response = client.post("/v1/documents", json={"documents": [{"id": "x", "text": "never made"}]})
+        assert response.status_code == 507 and "No space left on device" in response.json()["error"]
+        assert client.get("/v1/documents/x").status_code == 404
+        monkeypatch.setattr(xretrieve.live.os, "pwrite", real)
+        assert client.post("/v1/documents", json={"documents": [{"id": "y", "text": "made"}]}).status_code == 200
+    reader = Searcher(index, encoder=ENCODER)  # the half record was cut off: the log reads cleanly
+    assert reader.exists("y") and not reader.exists("x") and reader.changes.seq == 1
