@@ -411,3 +411,15 @@ def test_cli_live_verbs_refuse_bad_input_in_one_line(tmp_path, corpus, capsys, a
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "missing").exists()  # nothing created where no index is
+
+
+def test_a_log_of_vectors_of_another_dimension_is_refused(tmp_path, corpus):
+    encoder = FakeEncoder()
+    out = tmp_path / "idx"
+    build_index(IndexConfig(out=str(out), corpus=str(corpus), progress=False), encoder)
+    log = wal_path(out, 0)
+    log.parent.mkdir(exist_ok=True)
+    other = FakeEncoder(dim=8).encode_passages(["x"])
+    log.write_bytes(Record(1, "upsert", (Document("x", "x", "", "en"),), other, (True,)).frame())
+    with pytest.raises(UserError, match=r"wal-000000.log: change 1 holds 8-dimensional vectors, the index 16"):
+        Searcher(out, encoder=encoder)

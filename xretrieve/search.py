@@ -275,7 +275,14 @@ class Searcher:
             self._base_ids = read_docids(self.data, self.manifest)
         self.docs = DocStore(self.data, self._base_ids, docs["files"] if docs_in_memory else None) if docs else None
         self._base_rows: dict[str, int] | None = None
-        records, self.log_end = read_log(wal_path(self.folder, self.generation))
+        log = wal_path(self.folder, self.generation)
+        records, self.log_end = read_log(log)
+        for record in records:
+            if record.vectors is not None and record.vectors.shape[1] != self.manifest["dim"]:
+                raise UserError(
+                    f"{log}: change {record.seq} holds {record.vectors.shape[1]}-dimensional vectors, the index "
+                    f"{self.manifest['dim']}-dimensional ones"
+                )
         empty = _View(tuple(self.shards), dict(self.manifest.get("langs", {})), Changes(seq=live["wal_seq"]))
         self._view = self._next_view(empty, replay(records, live["wal_seq"], self.in_base))
         self.translate = self._translate_test(translator) if translate else None  # before the model: fail fast
