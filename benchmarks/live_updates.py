@@ -55,7 +55,8 @@ BASE_DOCS, NEW_DOCS, DELETED = 4000, 1000, 500
 def xretrieve(*args: str) -> float:
     """Run an xretrieve verb; its wall seconds."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "xretrieve", *args, "--quiet"], check=True)
+    quiet = [] if args[0] == "delete" else ["--quiet"]  # delete shows no progress
+    subprocess.run([sys.executable, "-m", "xretrieve", *args, *quiet], check=True)
     return time.perf_counter() - started
 
 

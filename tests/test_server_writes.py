@@ -327,3 +327,15 @@ def test_a_full_disk_answers_507_and_applies_nothing(index, monkeypatch):
         assert client.post("/v1/documents", json={"documents": [{"id": "y", "text": "made"}]}).status_code == 200
     reader = Searcher(index, encoder=ENCODER)  # the half record was cut off: the log reads cleanly
     assert reader.exists("y") and not reader.exists("x") and reader.changes.seq == 1
+
+
+def test_a_batch_is_encoded_in_chunks_within_the_search_budgets(index):
+    docs = [{"id": f"c{i}", "text": f"chunked passage number {i}", "lang": "en"} for i in range(5)]
+    with client_for(index, max_encode_batch=2, max_batch=2, max_client_queue=2) as client:
+        ready(client)
+        before = ENCODER.calls
+        assert client.post("/v1/documents", json={"documents": docs}).status_code == 200
+        assert ENCODER.calls - before == 3  # 2 + 2 + 1: a search waits behind one of these at most
+        searcher = client.app.state.xretrieve.current().searcher
+        stored = np.stack([searcher.changes.added[d["id"]].vector for d in docs])
+        np.testing.assert_array_equal(stored, ENCODER.encode_passages([d["text"] for d in docs]))

@@ -3,7 +3,8 @@
 
 A write is answered 200 only once it is durable (logged and fsync'd, xretrieve/live.py) and visible: a search
 that starts after the answer sees it, and no search sees part of a batch. Documents are encoded on the search
-engine's worker thread, a few at a time, so searches keep their turns while a batch is encoded. With API keys
+engine's worker thread in chunks within the search chunks' budgets (--max-encode-tokens, --max-encode-batch),
+so a search waits behind one chunk of a write at most. With API keys
 configured, the gate has checked the key already; without, only clients on loopback may write.
 """
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from xretrieve.config.serve import is_loopback
 from xretrieve.errors import UserError
-from xretrieve.formats import Document, document_of
+from xretrieve.formats import Document, document_of, passage_text
+from xretrieve.serve.batching import split_chunks
 from xretrieve.serve.errors import ApiError
 from xretrieve.serve.gate import CLIENT, RateLimit
 from xretrieve.serve.routes.search import is_unicode
@@ -90,12 +92,13 @@ async def durable(call, *args):
 async def upsert(body: DocumentsRequest, request: Request):
     writer = writer_for(request)
     docs = checked_documents(body.documents, request.app.state.xretrieve.config)
-    engine = request.app.state.xretrieve.current()
+    config, engine = request.app.state.xretrieve.config, request.app.state.xretrieve.current()
+    # in chunks within the search chunks' budgets: a search waits behind one chunk at most, not a whole batch
+    lengths = await asyncio.to_thread(writer.searcher.encoder.token_lengths, [passage_text(d) for d in docs])
     loop = asyncio.get_running_loop()
-    step = request.app.state.xretrieve.config.max_encode_batch
     parts = [
-        await loop.run_in_executor(engine.executor, writer.vectors, docs[start : start + step])
-        for start in range(0, len(docs), step)
+        await loop.run_in_executor(engine.executor, writer.vectors, docs[start:end])
+        for start, end, _ in split_chunks(lengths, config.max_encode_tokens, config.max_encode_batch)
     ]
     vectors = np.concatenate([vectors for vectors, _ in parts])
     augmented = [flag for part in parts for flag in part[1]]
