@@ -78,8 +78,8 @@ def adapt(config: AdaptConfig) -> Path:
 
     model = config.model
     if train_steps:
-        from xretrieve.synthesize import synthesize
         from xretrieve.train import train
+        from xretrieve.xqg.synthesize import synthesize
 
         train_data = stages.run(
             "synthesize",
@@ -121,10 +121,10 @@ def adapt(config: AdaptConfig) -> Path:
             )
             shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved; its checkpoints are only for resuming
 
-    from xretrieve.augment import augment_embeddings
     from xretrieve.encode import encode_corpus
     from xretrieve.index import build_index
-    from xretrieve.qgen import generate_queries
+    from xretrieve.xqg.augment import augment_embeddings
+    from xretrieve.xqg.generate import generate_queries
 
     generated = stages.run(
         "generate-queries",
@@ -198,7 +198,7 @@ def _translatable(langs: list[str], doc_langs: list[str]) -> bool:
 
     if not apertium_available():
         return False
-    from xretrieve.qgen import ApertiumEngine
+    from xretrieve.apertium import ApertiumEngine
 
     engine = ApertiumEngine()
     return any(engine.route(a, b) for a in langs for b in doc_langs if a != b)

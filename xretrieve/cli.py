@@ -104,7 +104,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from xretrieve.adapters import convert_dataset
+    from xretrieve.convert import convert_dataset
 
     written = convert_dataset(args.layout, args.source, args.out, lang=args.lang, split=args.split)
     for kind, path in written.items():
@@ -203,7 +203,7 @@ def _mine_negatives(args: argparse.Namespace) -> None:
 
 def _generate_queries(args: argparse.Namespace) -> None:
     from xretrieve.config import GenerateConfig
-    from xretrieve.qgen import generate_queries
+    from xretrieve.xqg.generate import generate_queries
 
     config = _config(
         GenerateConfig,
@@ -218,7 +218,7 @@ def _generate_queries(args: argparse.Namespace) -> None:
 
 def _synthesize(args: argparse.Namespace) -> None:
     from xretrieve.config import SynthesizeConfig
-    from xretrieve.synthesize import synthesize
+    from xretrieve.xqg.synthesize import synthesize
 
     config = _config(SynthesizeConfig, args, langs=parse_langs(args.langs) or [], shard=_shard(args))
     out = synthesize(config)
@@ -241,7 +241,7 @@ def _deprecated_model_flag(model: str | None) -> str | None:
 
 def _train_generator(args: argparse.Namespace) -> None:
     from xretrieve.config import TrainGeneratorConfig
-    from xretrieve.qgen import train_generator
+    from xretrieve.xqg.train_generator import train_generator
 
     if not args.model:
         raise UserError("train-generator: --model (the seq2seq model to fine-tune) is required")
@@ -249,8 +249,8 @@ def _train_generator(args: argparse.Namespace) -> None:
 
 
 def _augment(args: argparse.Namespace) -> None:
-    from xretrieve.augment import augment_embeddings
     from xretrieve.config import AugmentConfig, parse_lang_weights
+    from xretrieve.xqg.augment import augment_embeddings
 
     config = _config(AugmentConfig, args, lang_weights=parse_lang_weights(args.lang_weights), shard=_shard(args))
     print(f"embeddings: {augment_embeddings(config)}")
