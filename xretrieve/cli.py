@@ -63,7 +63,7 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from xretrieve.evaluate import evaluate, format_table
+    from xretrieve.evaluation.evaluate import evaluate, format_table
 
     summary = evaluate(
         args.run,
@@ -80,7 +80,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _fuse(args: argparse.Namespace) -> None:
-    from xretrieve.fuse import fuse_runs
+    from xretrieve.evaluation.fuse import fuse_runs
 
     out = fuse_runs(
         args.runs,
@@ -97,7 +97,7 @@ def _fuse(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from xretrieve.reproduce import reproduce
+    from xretrieve.evaluation.reproduce import reproduce
 
     checks = reproduce(args.file, only=args.condition)
     return 0 if checks and all(c.ok for c in checks) else 1
@@ -112,7 +112,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _bm25(args: argparse.Namespace) -> None:
-    from xretrieve.bm25 import bm25_index, bm25_search
+    from xretrieve.evaluation.bm25 import bm25_index, bm25_search
 
     def need(*flags: str) -> None:
         missing = [f"--{f.replace('_', '-')}" for f in flags if getattr(args, f) is None]
@@ -329,7 +329,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    from xretrieve.evaluate import BREAKDOWNS
+    from xretrieve.evaluation.evaluate import BREAKDOWNS
 
     parser = argparse.ArgumentParser(prog="xretrieve", description="Cross-lingual dense retrieval.")
     parser.add_argument("--version", action="version", version=f"xretrieve {__version__}")

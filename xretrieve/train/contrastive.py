@@ -112,7 +112,7 @@ def _dev_evaluator(corpus: str, queries: str, qrels: str, query_prompt: str | No
     Flat index), then trec_eval's measures over the qrels."""
     from sentence_transformers.base.evaluation import BaseEvaluator
 
-    from xretrieve.evaluate import parse_measures, per_query_qrels_scores
+    from xretrieve.evaluation.evaluate import parse_measures, per_query_qrels_scores
     from xretrieve.formats import RunEntry
 
     docs = list(iter_corpus(corpus))

@@ -1,7 +1,7 @@
 """SWIM-IR synthetic training data (`xretrieve synthesize`): queries in target languages written for passages of
 a corpus, as Tevatron training rows (the query, its passage as the positive). Two backends:
 
-- an LLM (xretrieve/llm.py: an OpenAI-compatible endpoint or a local causal LM) prompted to summarize, then
+- an LLM (xretrieve/xqg/llm.py: an OpenAI-compatible endpoint or a local causal LM) prompted to summarize, then
   ask (SAP; Thakur et al., NAACL 2024): an English summary of the passage, then a query in the target language;
 - Apertium, offline and without an LLM: the passage's title and lead sentence (and, for more than one query a
   passage, the title with each of its longest other sentences), translated into each target language other
@@ -95,7 +95,7 @@ class TranslationSynthesizer:
 
 
 class LLMSynthesizer:
-    """Summarize-then-ask prompts to an LLM; replies parsed, checked and dropped by reason (xretrieve/llm.py)."""
+    """Summarize-then-ask prompts to an LLM; replies parsed, checked and dropped by reason (xretrieve/xqg/llm.py)."""
 
     def __init__(self, llm, max_query_words: int):
         from xretrieve.xqg.llm import SAP_PROMPT_VERSION
