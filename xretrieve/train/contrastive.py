@@ -14,23 +14,14 @@ from xretrieve.encode import passage_text
 from xretrieve.formats import iter_corpus, read_qrels, read_queries
 from xretrieve.train.data import batch_languages, contrastive_dataset, load_examples, negatives_per_example
 from xretrieve.train.sampler import language_batch_sampler
-from xretrieve.train.trainer import (
-    check_out,
-    prompt_text,
-    resume_point,
-    save_model,
-    training_arguments,
-    training_device,
-)
+from xretrieve.train.trainer import output_folders, prompt_text, save_model, training_arguments, training_device
 
 DEV_MEASURES = ("nDCG@10", "RR@10", "R@100")
 
 
 def train(config: TrainConfig) -> Path:
     """Contrastive fine-tuning (MNRL, or its cached variant) on query/positive(/negatives) examples."""
-    out = check_out(config.out)
-    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
-    resume_from = resume_point(config, checkpoints)
+    out, checkpoints, resume_from = output_folders(config)
     examples = load_examples(config.train_data, config.corpus)  # bad data fails before torch is imported
     negatives = negatives_per_example(examples, config.negatives, config.train_data)
 

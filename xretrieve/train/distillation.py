@@ -11,23 +11,14 @@ import numpy as np
 from xretrieve.config import DistillConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import read_parallel
-from xretrieve.train.trainer import (
-    check_out,
-    prompt_text,
-    resume_point,
-    save_model,
-    training_arguments,
-    training_device,
-)
+from xretrieve.train.trainer import output_folders, prompt_text, save_model, training_arguments, training_device
 
 
 def distill(config: DistillConfig) -> Path:
     """Multilingual distillation (Reimers & Gurevych 2020): the student learns to map a source sentence and
     its translation onto the teacher's embedding of the source (MSE). Both sides a retriever encodes are
     taught: each pair is trained once with the query prompt and once with the passage prompt."""
-    out = check_out(config.out)
-    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
-    resume_from = resume_point(config, checkpoints)
+    out, checkpoints, resume_from = output_folders(config)
     pairs = read_parallel(config.parallel)  # bad data fails before torch is imported
 
     from sentence_transformers import SentenceTransformerTrainer

@@ -38,6 +38,14 @@ def check_out(out: str) -> Path:
     return path
 
 
+def output_folders(config: TrainConfig | DistillConfig) -> tuple[Path, Path, str | None]:
+    """(the model folder to write, the checkpoint folder, the checkpoint to resume from or None), checked before
+    any work: an existing output or stray checkpoints are errors."""
+    out = check_out(config.out)
+    checkpoints = Path(config.checkpoints or f"{config.out}.checkpoints")
+    return out, checkpoints, resume_point(config, checkpoints)
+
+
 def training_arguments(config: TrainConfig | DistillConfig, device: str, checkpoints: Path, **extra):
     from sentence_transformers import SentenceTransformerTrainingArguments
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_
 from xretrieve.xqg.backends.apertium import TranslationGenerator
 from xretrieve.xqg.backends.llm import LLMGenerator
 from xretrieve.xqg.backends.seq2seq import Seq2SeqGenerator
-from xretrieve.xqg.shards import derived_seed, join_shards, parts_folder, provenance, run_shards, sum_counts
+from xretrieve.xqg.shards import derived_seed, join_shards, parts_folder, provenance, run_corpus_shards, sum_counts
 
 
 def make_generator(config: GenerateConfig):
@@ -43,7 +42,6 @@ def generate_queries(config: GenerateConfig, generator=None) -> Path:
     out = Path(config.out)
     docs = read_corpus(config.corpus)
     generator = generator or make_generator(config)
-    num_shards = math.ceil(len(docs) / config.shard_size)
     plan = {
         "corpus_sha256": sha256_file(config.corpus),
         "generator": generator.identity,
@@ -57,11 +55,12 @@ def generate_queries(config: GenerateConfig, generator=None) -> Path:
     if out.is_file() and provenance(out).get("plan") == plan:
         return out  # done before
 
-    def build(j: int) -> dict:
-        shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
+    def build(j: int, shard_docs: list[Document]) -> dict:
         return _generate_shard(parts, j, shard_docs, generator, config, plan)
 
-    records = run_shards(parts, plan, num_shards, config.shard, build, "generate-queries", config.progress)
+    num_shards, records = run_corpus_shards(
+        parts, plan, docs, config.shard_size, config.shard, build, "generate-queries", config.progress
+    )
     if records is None:
         return out  # other shards are still someone else's work
     join_shards(out, parts, num_shards)

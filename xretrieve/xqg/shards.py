@@ -5,12 +5,14 @@ share the work, and the last one to finish joins the shards."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from xretrieve.formats import Document
 from xretrieve.manifest import atomic_open, finished_records, load_shard_record, shard_name
 
 
@@ -45,6 +47,26 @@ def run_shards(
             known[j] = load_shard_record(parts, j, plan) or build(j)
             bar.update(1)
     return finished_records(parts, num_shards, plan, known)
+
+
+def run_corpus_shards(
+    parts: Path,
+    plan: dict,
+    docs: list[Document],
+    shard_size: int,
+    shard: tuple[int, int] | None,
+    build: Callable[[int, list[Document]], dict],
+    desc: str,
+    progress: bool,
+) -> tuple[int, list[dict] | None]:
+    """`run_shards` over a corpus cut into shards of `shard_size` passages, in corpus order: `build(j, docs)`
+    builds shard j from its passages. Returns (number of shards, every shard's record or None)."""
+    num_shards = math.ceil(len(docs) / shard_size)
+
+    def build_one(j: int) -> dict:
+        return build(j, docs[j * shard_size : (j + 1) * shard_size])
+
+    return num_shards, run_shards(parts, plan, num_shards, shard, build_one, desc, progress)
 
 
 def join_shards(out: str | Path, parts: Path, num_shards: int) -> None:

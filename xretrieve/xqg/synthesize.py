@@ -13,7 +13,6 @@ a killed run redoes at most one shard, and a rerun with the same settings does n
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from collections import Counter
@@ -29,7 +28,7 @@ from xretrieve.languages import check_languages
 from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_name, write_shard_record
 from xretrieve.training_data import TrainingExample, training_json
 from xretrieve.xqg.backends.apertium import key_texts
-from xretrieve.xqg.shards import derived_seed, join_shards, parts_folder, provenance, run_shards, sum_counts
+from xretrieve.xqg.shards import derived_seed, join_shards, parts_folder, provenance, run_corpus_shards, sum_counts
 
 
 @dataclass
@@ -159,13 +158,13 @@ def synthesize(config: SynthesizeConfig, synthesizer=None) -> Path:
     if out.is_file() and provenance(out).get("settings") == settings:
         return out  # done before
     parts = parts_folder(out)
-    num_shards = math.ceil(len(docs) / config.shard_size)
 
-    def build(j: int) -> dict:
-        shard_docs = docs[j * config.shard_size : (j + 1) * config.shard_size]
+    def build(j: int, shard_docs: list[Document]) -> dict:
         return _synthesize_shard(parts, j, shard_docs, synthesizer, config, plan)
 
-    records = run_shards(parts, plan, num_shards, config.shard, build, "synthesize", config.progress)
+    num_shards, records = run_corpus_shards(
+        parts, plan, docs, config.shard_size, config.shard, build, "synthesize", config.progress
+    )
     if records is None:
         return out  # other shards are still someone else's work
     summary = {
