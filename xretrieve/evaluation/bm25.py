@@ -163,6 +163,23 @@ def _language(language: str | None) -> str:
     return code
 
 
+def _write_collection(corpus: Path, collection: Path, threads: int) -> int:
+    """pyserini's JsonCollection: one {"id", "contents"} per line, one file per thread so all threads work.
+    Returns the number of documents."""
+    collection.mkdir()
+    files = [open(collection / f"part-{i:05d}.jsonl", "w", encoding="utf-8") for i in range(threads)]
+    rows = 0
+    try:
+        for doc in iter_corpus(corpus):
+            record = {"id": doc.id, "contents": passage_text(doc)}
+            files[rows % threads].write(json.dumps(record, ensure_ascii=False) + "\n")
+            rows += 1
+    finally:
+        for f in files:
+            f.close()
+    return rows
+
+
 def bm25_index(corpus: str, out: str, language: str | None = None, threads: int = 1, progress: bool = True) -> Path:
     """Build a Lucene BM25 index of a corpus jsonl in folder `out` (which must be new or empty).
 
@@ -177,20 +194,9 @@ def bm25_index(corpus: str, out: str, language: str | None = None, threads: int 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
     try:
-        # pyserini's JsonCollection: one {"id", "contents"} per line; one file per thread so all threads work.
         collection = build / "collection"
-        collection.mkdir()
         threads = max(1, threads)
-        files = [open(collection / f"part-{i:05d}.jsonl", "w", encoding="utf-8") for i in range(threads)]
-        rows = 0
-        try:
-            for doc in iter_corpus(corpus_path):
-                record = {"id": doc.id, "contents": passage_text(doc)}
-                files[rows % threads].write(json.dumps(record, ensure_ascii=False) + "\n")
-                rows += 1
-        finally:
-            for f in files:
-                f.close()
+        rows = _write_collection(corpus_path, collection, threads)
 
         index = build / "index"
         command = [sys.executable, "-m", "pyserini.index.lucene", "-collection", "JsonCollection"]

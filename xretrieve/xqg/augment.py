@@ -142,14 +142,7 @@ def _augment_shard(source, index, generated, queries, encoder, config, weights, 
         if len(texts) >= _CHUNK_BATCHES * config.batch_size:
             flush()
     flush()
-    with atomic_target(out / f"{name}.npy") as tmp:
-        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=vectors.dtype, shape=vectors.shape)
-        for start in range(0, len(ids), _WRITE_ROWS):
-            part = slice(start, start + _WRITE_ROWS)
-            fused = fuse(vectors[part], sums[part], totals[part], config.alpha, config.mode, config.renormalize)
-            result[part] = fused.astype(vectors.dtype)
-        result.flush()
-        del result
+    _write_fused(out / f"{name}.npy", vectors, sums, totals, config)
     sums_path.unlink()
     return record_shard(
         out,
@@ -162,6 +155,18 @@ def _augment_shard(source, index, generated, queries, encoder, config, weights, 
         queries_used=dict(sorted(used.items())),
         passages_augmented=int((totals > 0).sum()),
     )
+
+
+def _write_fused(path: Path, vectors, sums, totals, config: AugmentConfig) -> None:
+    """Each passage's vector fused with its queries' weighted sum, written in blocks of rows (atomically)."""
+    with atomic_target(path) as tmp:
+        result = np.lib.format.open_memmap(tmp, mode="w+", dtype=vectors.dtype, shape=vectors.shape)
+        for start in range(0, len(vectors), _WRITE_ROWS):
+            part = slice(start, start + _WRITE_ROWS)
+            fused = fuse(vectors[part], sums[part], totals[part], config.alpha, config.mode, config.renormalize)
+            result[part] = fused.astype(vectors.dtype)
+        result.flush()
+        del result
 
 
 def _finish(source, out: Path, generated: Path, config: AugmentConfig, weights, plan: dict, records) -> None:
