@@ -199,6 +199,8 @@ def test_chain_generate_augment_index_search_serve(tiny_model, tmp_path):
     from xretrieve.search import Searcher
 
     searcher = Searcher(tmp_path / "idx")
+    # the index says how its vectors were augmented: documents added later without the recipe count as not
+    assert searcher.manifest["augment"]["alpha"] == 0.5 and searcher.manifest["augment"]["mode"] == "mean"
     query = searcher.encoder.encode_queries([texts[3]])
     top = searcher.search_vectors(query, k=1)[0][0]
     assert top.score == pytest.approx(float((fused @ query[0]).max()), abs=1e-5)

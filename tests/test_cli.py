@@ -325,7 +325,7 @@ def test_verbs_offer_only_the_flags_they_use(capsys):
 def test_help_shows_the_default_of_every_flag_that_takes_a_value():
     import argparse
 
-    from xretrieve.cli import _HelpFormatter, build_parser
+    from xretrieve.cli import build_parser
 
     # flags whose unset value means a behaviour (all shards, the model's maximum, cpu ...) say which
     implicit = {"device", "max_seq_length", "shard", "lang", "search_params", "metrics", "ray", "lang_weights"}
@@ -336,14 +336,14 @@ def test_help_shows_the_default_of_every_flag_that_takes_a_value():
             if not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS:
                 continue
             if action.default is not None or action.dest in implicit:
-                line = _HelpFormatter(name)._format_action(action)
+                line = argparse.HelpFormatter(name)._format_action(action)
                 assert "default" in line, f"{name} {action.option_strings[-1]}: {line!r}"
                 checked += 1
             if action.default is not None:
                 assert str(action.default) in line.replace("\n", " "), f"{name} {action.option_strings[-1]}"
     assert checked > 80
     batch = next(a for a in verbs["encode"]._actions if a.dest == "batch_size")
-    assert "(default: 32)" in _HelpFormatter("encode")._format_action(batch)
+    assert "(default: 32)" in argparse.HelpFormatter("encode")._format_action(batch)
 
 
 def test_generate_queries_offers_no_model_flag(capsys):

@@ -110,7 +110,8 @@ CORE = [
     "languages",
     "training_data",
     "errors",
-    "config",
+    "live",
+    "compact",
 ]
 ABOVE = (
     "xretrieve.xqg",

@@ -184,11 +184,14 @@ class ShardServer:
 
     def __init__(self, index_dir: str, shard: int, params: str):
         from xretrieve.index import INDEX_KIND
+        from xretrieve.live import generation_folder, live_settings
         from xretrieve.manifest import read_manifest
         from xretrieve.search import _Shard
 
         folder = Path(index_dir)
-        self.shard = _Shard(folder, read_manifest(folder, INDEX_KIND)["shards"][shard], params)
+        manifest = read_manifest(folder, INDEX_KIND)
+        data = folder / generation_folder(live_settings(manifest)["generation"])
+        self.shard = _Shard.load(data, manifest["shards"][shard], params)
 
     def hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None):
         return self.shard.hits(vectors, k, langs)
@@ -199,6 +202,13 @@ class ShardedSearcher(Searcher):
     encoder and merge; each search fans out to every shard at once."""
 
     def __init__(self, index_dir: str | Path, shards: list, model: str | None = None, encoder=None):
+        from xretrieve.index import INDEX_KIND
+        from xretrieve.live import check_no_pending
+        from xretrieve.manifest import read_manifest
+
+        check_no_pending(
+            index_dir, read_manifest(index_dir, INDEX_KIND), "serve --ray"
+        )  # the shard deployments hold the base shards only
         self._handles = shards
         super().__init__(index_dir, model=model, encoder=encoder)
 
@@ -206,7 +216,7 @@ class ShardedSearcher(Searcher):
         return self._handles  # each shard deployment verifies and opens its own files
 
     def _docids(self) -> list[str]:
-        return [d for entry in self.manifest["shards"] for d in read_lines(self.folder / f"{entry['name']}.docids.txt")]
+        return [d for entry in self.manifest["shards"] for d in read_lines(self.data / f"{entry['name']}.docids.txt")]
 
     def _shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list:
         pending = [shard.hits.remote(vectors, k, langs) for shard in self.shards]

@@ -152,20 +152,24 @@ def _unique(items: Iterable[tuple[str, str, object]]) -> Iterator[object]:
         yield item
 
 
+def document_of(record: dict, where: str) -> Document:
+    """A corpus row (id, text, title?, lang?) checked field by field; `where` names it in errors."""
+    return Document(
+        id=_record_id(record, where),
+        text=_check_text(record.get("text"), where, "text"),
+        title=_optional_str(record.get("title"), where, "title"),
+        lang=_lang(record, where),
+    )
+
+
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Documents in file order (the canonical shard order). jsonl: id, text, title?, lang?."""
     path = Path(path)
 
     def parsed() -> Iterator[tuple[str, str, Document]]:
         for where, record in _records(path):
-            doc_id = _record_id(record, where)
-            doc = Document(
-                id=doc_id,
-                text=_check_text(record.get("text"), where, "text"),
-                title=_optional_str(record.get("title"), where, "title"),
-                lang=_lang(record, where),
-            )
-            yield where, doc_id, doc
+            doc = document_of(record, where)
+            yield where, doc.id, doc
 
     count = 0
     for doc in _unique(parsed()):

@@ -191,6 +191,7 @@ def _build_index(config: IndexConfig, encoder) -> Path:
     docs = read_corpus(config.corpus) if config.corpus else None
     embeddings = Embeddings(config.embeddings) if config.embeddings else None
     check_writable_folder(out)
+    _check_not_live(out)
     # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
     device = None if config.ray else _Device(config.device)
     if config.corpus:
@@ -286,6 +287,8 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
             ),
             "docs": docs,
             "translate": translate_entry(config),
+            # how the vectors were augmented (xQG), so that documents added later can say they were not
+            **({"augment": embeddings.manifest["augment"]} if embeddings.manifest.get("augment") else {}),
             "shards": shard_entries(records),
             "parents": [
                 {"embeddings": str(embeddings.folder.resolve()), "manifest_sha256": plan["embeddings_manifest_sha256"]}
@@ -353,6 +356,21 @@ def _corpus_build_settings(config: IndexConfig, model_fingerprint: str | None) -
         dtype=config.dtype,
         factory=config.factory,
     )
+
+
+def _check_not_live(out: Path) -> None:
+    """Rebuilding over a live index would drop the changes made since its build (`add`, `delete`): refuse."""
+    from xretrieve.live import has_changes
+
+    try:
+        manifest = read_manifest(out, INDEX_KIND) if (out / "manifest.json").is_file() else None
+    except UserError:
+        return  # not an index: judged as today
+    if manifest is not None and has_changes(out, manifest):
+        raise UserError(
+            f"{out}: holds a live index changed since its build (xretrieve add/delete); choose a new --out, "
+            "or delete the folder to build it again"
+        )
 
 
 def _check_rebuild(config: IndexConfig, out: Path, model_fingerprint: str | None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from xretrieve.config.core import POOLING_MODES  # save-model --pooling offers these
 from xretrieve.embedded import EMBEDDED_MODEL_NAME, embedded_model_path
 from xretrieve.errors import UserError
 
@@ -183,9 +184,6 @@ def check_compatible(index_model: dict[str, Any], encoder: BiEncoder, where: str
             f"{where}: index was built with model {index_model.get('name')!r} (fingerprint {built_with}) "
             f"but the query encoder is {encoder.name!r} (fingerprint {using}): use the same model"
         )
-
-
-POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 
 
 def save_model(

@@ -14,6 +14,7 @@ from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_run
 from xretrieve.index import INDEX_KIND, index_layers
+from xretrieve.live import Changes, generation_folder, live_settings, read_log, replay, wal_path
 from xretrieve.manifest import check_writable_file, read_manifest, verify_files
 
 
@@ -44,27 +45,48 @@ def _search_parameters(index, selector):
 
 
 class _Shard:
-    def __init__(self, folder: Path, entry: dict, params: str, verify: bool = True):
+    """One shard's index with its row ids and languages; `deleted` marks rows a live index has removed."""
+
+    def __init__(self, index, docids: list[str], langs: np.ndarray, deleted: np.ndarray | None = None):
+        self.index, self.docids, self.langs, self.deleted = index, docids, langs, deleted
+        self._filters: dict[frozenset[str] | None, _Filter | None] = {}
+
+    @classmethod
+    def load(cls, folder: Path, entry: dict, params: str, verify: bool = True) -> _Shard:
         import faiss
 
         name = entry["name"]
         if verify:
             verify_files(folder, entry["files"])
-        self.index = faiss.read_index(str(folder / f"{name}.faiss"))
+        index = faiss.read_index(str(folder / f"{name}.faiss"))
         if params:
             try:
-                faiss.ParameterSpace().set_index_parameters(self.index, params)
+                faiss.ParameterSpace().set_index_parameters(index, params)
             except RuntimeError as exc:
                 raise UserError(f"search parameters {params!r}: {str(exc).strip().splitlines()[-1]}") from None
-        self.docids = read_lines(folder / f"{name}.docids.txt")
-        self.langs = np.array(read_lines(folder / f"{name}.langs.txt"), dtype=object)
-        if not len(self.docids) == len(self.langs) == self.index.ntotal:
+        docids = read_lines(folder / f"{name}.docids.txt")
+        langs = np.array(read_lines(folder / f"{name}.langs.txt"), dtype=object)
+        if not len(docids) == len(langs) == index.ntotal:
             raise UserError(f"{folder}/{name}: index, docids and langs disagree on the number of rows")
-        self._filters: dict[frozenset[str], _Filter | None] = {}
+        return cls(index, docids, langs)
+
+    @classmethod
+    def of_vectors(cls, vectors: np.ndarray, docids: list[str], langs: list[str]) -> _Shard:
+        """An exact (Flat) shard over vectors in memory: a live index's documents added since its base."""
+        import faiss
+
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return cls(index, docids, np.array(langs, dtype=object))
+
+    def with_deleted(self, deleted: np.ndarray | None) -> _Shard:
+        """This shard with other rows deleted (the index is shared, the filters are not)."""
+        return _Shard(self.index, self.docids, self.langs, deleted if deleted is not None and deleted.any() else None)
 
     def hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[Hit]]:
         """This shard's candidates per query for `merge_hits`: its top k and every row tied with the k-th."""
-        if self.index.ntotal == 0 or (langs is not None and self.filter(langs) is None):
+        restricted = langs is not None or self.deleted is not None
+        if self.index.ntotal == 0 or (restricted and self.filter(langs) is None):
             return [[] for _ in range(len(vectors))]
         scores, rows = self._top(vectors, k, langs)
         return [
@@ -76,7 +98,7 @@ class _Shard:
         """Per query, scores and rows of at least its top k (-1 where fewer qualify) and of every row tied
         with the k-th: which of the tied rows makes the merged top-k is then decided by docid, so k=1 heads
         k=3. Queries that searched again have longer arrays than the rest."""
-        wanted = self.filter(langs) if langs is not None else None
+        wanted = self.filter(langs) if langs is not None or self.deleted is not None else None
         total = self.index.ntotal
         fetch = min(k + 1, total)
         scores, rows = self._search(vectors, fetch, wanted)
@@ -113,10 +135,12 @@ class _Shard:
                 scores[short], rows[short] = wanted.scan.search(vectors[short], fetch, params=wanted.scan_params)
         return scores, rows
 
-    def filter(self, langs: frozenset[str]) -> _Filter | None:
-        """How this shard searches within `langs`; None when no document here is in them."""
+    def filter(self, langs: frozenset[str] | None) -> _Filter | None:
+        """How this shard searches within `langs` (None: all) and its rows not deleted; None when no row is left."""
         if langs not in self._filters:
-            mask = np.isin(self.langs, list(langs))
+            mask = np.ones(len(self.docids), bool) if langs is None else np.isin(self.langs, list(langs))
+            if self.deleted is not None:
+                mask &= ~self.deleted
             self._filters[langs] = _Filter.of(self.index, mask) if mask.any() else None
         return self._filters[langs]
 
@@ -186,8 +210,20 @@ def _keep_rows(scores: np.ndarray, rows: np.ndarray, mask: np.ndarray) -> tuple[
     return np.take_along_axis(scores, order, axis=1), rows
 
 
+@dataclass(frozen=True)
+class _View:
+    """What one search reads, replaced whole when a live index changes (so a search sees a batch of changes
+    whole or not at all): the base shards with their deleted rows, the documents added since the base as one
+    more exact shard, and the documents per language."""
+
+    shards: tuple[_Shard, ...]
+    langs: dict[str, int]
+    changes: Changes
+
+
 class Searcher:
-    """Loads an index folder and the query encoder it names, and answers queries."""
+    """Loads an index folder and the query encoder it names, and answers queries. A live index's changes
+    (`xretrieve add` / `delete`, `serve --writable`) are replayed from its log at load."""
 
     def __init__(
         self,
@@ -199,27 +235,91 @@ class Searcher:
         search_params: str | None = None,
         translate: bool = True,
         translator=None,
+        docs_in_memory: bool = False,
+        load_model: bool = True,
     ):
         self.folder = Path(index_dir)
         self.manifest = read_manifest(self.folder, INDEX_KIND)
+        live = live_settings(self.manifest)
+        self.generation = live["generation"]
+        self.data = self.folder / generation_folder(self.generation)  # where this generation's files are
         docs = self.manifest.get("docs")
         if verify and docs:
-            verify_files(self.folder, docs["files"])
+            verify_files(self.data, docs["files"])
         params = self.manifest.get("search_params", "")
         if search_params:
             params = f"{params},{search_params}" if params else search_params
         self.search_params = params
         self.shards = self._open_shards(verify)
-        self.docs = DocStore(self.folder, self._docids()) if docs else None
+        self.docs = DocStore(self.data, self._docids(), docs["files"] if docs_in_memory else None) if docs else None
+        self._base_rows: dict[str, int] | None = None
+        records, self.log_end = read_log(wal_path(self.folder, self.generation))
+        empty = _View(tuple(self.shards), dict(self.manifest.get("langs", {})), Changes(seq=live["wal_seq"]))
+        self._view = self._next_view(empty, replay(records, live["wal_seq"], self.in_base))
         self.translate = self._translate_test(translator) if translate else None  # before the model: fail fast
-        if encoder is None:
+        self.encoder = None  # `load_model=False`: deleting documents needs no model
+        if encoder is None and load_model:
             from xretrieve.model import BiEncoder
 
             encoder = BiEncoder(model or self._model_location(), device=device)
-        from xretrieve.model import check_compatible
+        if encoder is not None:
+            from xretrieve.model import check_compatible
 
-        check_compatible(self.manifest["model"], encoder, str(self.folder))
-        self.encoder = encoder
+            check_compatible(self.manifest["model"], encoder, str(self.folder))
+            self.encoder = encoder
+
+    @property
+    def base_shards(self) -> tuple[_Shard, ...]:
+        """The base generation's shards, the rows that live changes removed marked deleted."""
+        return self._view.shards[: len(self.shards)]
+
+    @property
+    def changes(self) -> Changes:
+        """The changes since the base generation that searches see now."""
+        return self._view.changes
+
+    def in_base(self, docid: str) -> bool:
+        """Whether the base shards hold `docid` (deleted or not)."""
+        return docid in self._rows_of_base()
+
+    def apply(self, record) -> None:
+        """Make an acknowledged batch of changes visible to the searches that start from now on."""
+        self._view = self._next_view(self._view, self._view.changes.apply(record, self.in_base))
+
+    def _rows_of_base(self) -> dict[str, int]:
+        if self._base_rows is None:
+            self._base_rows = self.docs.rows if self.docs else {d: i for i, d in enumerate(self._docids())}
+        return self._base_rows
+
+    def _next_view(self, view: _View, changes: Changes) -> _View:
+        """`view` with `changes` (a superset of its own) in place of its own."""
+        if changes is view.changes:
+            return view
+        base = self.shards
+        offsets = np.cumsum([0] + [len(shard.docids) for shard in base])
+        langs = dict(self.manifest.get("langs", {}))
+        deleted: dict[int, list[int]] = {}
+        for docid in changes.removed:
+            row = self._rows_of_base()[docid]
+            i = int(np.searchsorted(offsets, row, side="right")) - 1
+            deleted.setdefault(i, []).append(row - int(offsets[i]))
+            lang = base[i].langs[row - offsets[i]]
+            langs[lang] -= 1
+        shards = list(view.shards[: len(base)])
+        for i, rows in deleted.items():
+            if len(rows) != (0 if shards[i].deleted is None else int(shards[i].deleted.sum())):
+                mask = np.zeros(len(base[i].docids), bool)
+                mask[rows] = True
+                shards[i] = base[i].with_deleted(mask)
+        for i in set(range(len(base))) - set(deleted):
+            shards[i] = base[i]
+        added = list(changes.added.values())
+        if added:
+            vectors = np.stack([entry.vector for entry in added])
+            shards.append(_Shard.of_vectors(vectors, [e.doc.id for e in added], [e.doc.lang for e in added]))
+        for entry in added:
+            langs[entry.doc.lang] = langs.get(entry.doc.lang, 0) + 1
+        return _View(tuple(shards), {lang: n for lang, n in sorted(langs.items()) if n > 0}, changes)
 
     def _model_location(self) -> str:
         """The model the index names; a model that `adapt` trained into the index folder travels with it."""
@@ -261,7 +361,7 @@ class Searcher:
             self.translate.close()
 
     def _open_shards(self, verify: bool) -> list:
-        return [_Shard(self.folder, entry, self.search_params, verify) for entry in self.manifest["shards"]]
+        return [_Shard.load(self.data, entry, self.search_params, verify) for entry in self.manifest["shards"]]
 
     def _docids(self) -> list[str]:
         """Every document id in index order (the order of the document store)."""
@@ -269,11 +369,27 @@ class Searcher:
 
     def document(self, docid: str) -> dict | None:
         """{"id", "title", "text", "lang"} of a document, None if unknown or the index has no texts."""
-        return self.docs.get(docid) if self.docs else None
+        changes = self._view.changes
+        entry = changes.added.get(docid)
+        if entry is not None:
+            doc = entry.doc
+            return {"id": doc.id, "title": doc.title, "text": doc.text, "lang": doc.lang}
+        if docid in changes.removed or self.docs is None:
+            return None
+        return self.docs.get(docid)
+
+    def exists(self, docid: str) -> bool:
+        return self._view.changes.exists(docid, self.in_base)
 
     @property
     def langs(self) -> dict[str, int]:
-        return self.manifest.get("langs", {})
+        """Documents per language, the live changes included."""
+        return self._view.langs
+
+    @property
+    def rows(self) -> int:
+        """Documents the index holds now."""
+        return sum(self._view.langs.values())
 
     def search(
         self,
@@ -294,7 +410,7 @@ class Searcher:
         return merge_hits(self._shard_hits(vectors, k, wanted), len(vectors), k)
 
     def _shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
-        return [shard.hits(vectors, k, langs) for shard in self.shards]
+        return [shard.hits(vectors, k, langs) for shard in self._view.shards]
 
     def _check_langs(self, langs: list[str] | None) -> frozenset[str] | None:
         if not langs:
