@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from xretrieve.config import EncodeConfig, parse_shard
 from xretrieve.encode import Embeddings, encode_corpus, encode_texts, passage_text, shard_bounds
 from xretrieve.errors import UserError
 from xretrieve.formats import read_corpus
-from xretrieve.model import BiEncoder
+from xretrieve.model import BiEncoder, model_identity, read_identity
 
 
 def config(corpus, out, **kw) -> EncodeConfig:
@@ -321,3 +322,18 @@ def test_counting_tokens_of_a_long_passage_warns_about_nothing(tiny_model, capfd
     # stop at what the model reads (160 words count 64), still more than the passage's room: one truncation
     assert lengths == [64] and encoder.max_seq_length == 64 and encoder.passage_room == 63
     assert "Token indices sequence length" not in capfd.readouterr().err
+
+
+def test_the_identity_is_read_from_the_folder_without_the_weights(tiny_model, tmp_path, monkeypatch):
+    """What the Ray driver and `index --corpus` read instead of loading the model: the identity the loaded
+    model reports, for a sentence-transformers folder; None where only loading can tell (no modules.json)."""
+    loaded = BiEncoder(str(tiny_model)).identity
+    monkeypatch.setattr("xretrieve.model.BiEncoder", None)  # reading must not load the model
+    assert read_identity(str(tiny_model)) == model_identity(str(tiny_model)) == loaded
+    assert read_identity(str(tiny_model.parent / "hf")) is None
+    unknown = tmp_path / "custom"
+    shutil.copytree(tiny_model, unknown)
+    modules = json.loads((unknown / "modules.json").read_text())
+    modules[1]["type"] = "somewhere.CustomPooling"
+    (unknown / "modules.json").write_text(json.dumps(modules))
+    assert read_identity(str(unknown)) is None

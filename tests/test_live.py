@@ -393,7 +393,8 @@ def test_cli_add_delete_compact_with_a_real_model(tiny_model, tmp_path, capsys):
         (["delete", "--index", "IDX", "--ids", "a", "--ids-file", "f"], "not allowed with argument"),
         (["delete", "--index", "IDX", "--ids", " , "], "no ids given"),
         (["add", "--index", "IDX", "--corpus", "no-such.jsonl"], "no-such.jsonl"),
-        (["compact", "--index", "no-such-folder"], "no manifest.json"),
+        (["compact", "--index", "MISSING"], "no manifest.json"),
+        (["delete", "--index", "MISSING", "--ids", "a"], "no manifest.json"),
     ],
 )
 def test_cli_live_verbs_refuse_bad_input_in_one_line(tmp_path, corpus, capsys, args, message):
@@ -401,7 +402,7 @@ def test_cli_live_verbs_refuse_bad_input_in_one_line(tmp_path, corpus, capsys, a
 
     out = tmp_path / "idx"
     build_index(IndexConfig(out=str(out), corpus=str(corpus), progress=False), FakeEncoder())
-    args = [str(out) if a == "IDX" else a for a in args]
+    args = [{"IDX": str(out), "MISSING": str(tmp_path / "missing")}.get(a, a) for a in args]
     try:
         status = cli.main(args)
     except SystemExit as exc:  # argparse's own errors
@@ -409,3 +410,16 @@ def test_cli_live_verbs_refuse_bad_input_in_one_line(tmp_path, corpus, capsys, a
     assert status == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()  # nothing created where no index is
+
+
+def test_a_log_of_vectors_of_another_dimension_is_refused(tmp_path, corpus):
+    encoder = FakeEncoder()
+    out = tmp_path / "idx"
+    build_index(IndexConfig(out=str(out), corpus=str(corpus), progress=False), encoder)
+    log = wal_path(out, 0)
+    log.parent.mkdir(exist_ok=True)
+    other = FakeEncoder(dim=8).encode_passages(["x"])
+    log.write_bytes(Record(1, "upsert", (Document("x", "x", "", "en"),), other, (True,)).frame())
+    with pytest.raises(UserError, match=r"wal-000000.log: change 1 holds 8-dimensional vectors, the index 16"):
+        Searcher(out, encoder=encoder)

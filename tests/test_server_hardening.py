@@ -90,7 +90,7 @@ def test_empty_or_short_keys_are_refused_not_taken_as_no_auth(key):
 
 def test_an_empty_key_from_an_unset_variable_stops_serve_on_a_public_address(monkeypatch, capsys):
     started = []
-    monkeypatch.setattr("xretrieve.server.serve", started.append)
+    monkeypatch.setattr("xretrieve.serve.serve", started.append)
     monkeypatch.delenv("XRETRIEVE_API_KEYS", raising=False)
     assert cli.main(["serve", "--index", "x", "--host", "0.0.0.0", "--api-key", ""]) == 2
     assert "--api-key 1 is empty" in capsys.readouterr().err and started == []
@@ -98,7 +98,7 @@ def test_an_empty_key_from_an_unset_variable_stops_serve_on_a_public_address(mon
 
 def test_spaced_keys_from_the_environment_are_stripped_and_both_work(monkeypatch):
     configs = []
-    monkeypatch.setattr("xretrieve.server.serve", configs.append)
+    monkeypatch.setattr("xretrieve.serve.serve", configs.append)
     monkeypatch.setenv("XRETRIEVE_API_KEYS", f"{KEY}, {KEY2} ")
     assert cli.main(["serve", "--index", "x"]) == 0
     assert configs[0].api_keys == (KEY, KEY2)

@@ -314,11 +314,12 @@ def test_a_query_and_its_translations_are_encoded_in_one_batch(index, encoder):
 
 
 def test_serve_on_ray_says_it_does_not_translate(index, monkeypatch, capsys):
-    import xretrieve.distributed
-    from xretrieve.server import ServerConfig, serve
+    import xretrieve.ray.serving
+    from xretrieve.ray import serve
+    from xretrieve.serve import ServerConfig
 
     served = []
-    monkeypatch.setattr(xretrieve.distributed, "serve_on_ray", served.append)
+    monkeypatch.setattr(xretrieve.ray.serving, "serve_on_ray", served.append)
     serve(ServerConfig(index=str(index), ray="local"))
     assert served and "serve --ray searches queries as they are" in capsys.readouterr().err
     serve(ServerConfig(index=str(index), ray="local", translate=False))

@@ -17,7 +17,9 @@ from collections import deque
 from pathlib import Path
 
 from xretrieve.errors import UserError
-from xretrieve.languages import ISO3, LANGUAGES
+from xretrieve.text import LANGUAGES
+
+ISO3 = {iso3: code for code, (_, iso3) in LANGUAGES.items()}  # as some Apertium modes name languages
 
 
 def _mode_languages(mode: str) -> tuple[str, str] | None:

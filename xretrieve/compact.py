@@ -22,8 +22,9 @@ from xretrieve.config import CompactConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import write_lines
 from xretrieve.index import INDEX_KIND
-from xretrieve.live import WriterLock, generation_folder, live_settings, wal_path
+from xretrieve.live import WriterLock, generation_folder, live_settings, read_log, wal_path
 from xretrieve.manifest import (
+    FORMAT_VERSION,
     atomic_open,
     atomic_target,
     checksums,
@@ -58,13 +59,42 @@ def compact(config: CompactConfig) -> int | None:
 
     with WriterLock(config.index, "xretrieve compact"):
         searcher = Searcher(config.index, translate=False, load_model=False)
-        changes = searcher.changes
-        if not changes.added and not changes.removed:
+        if not pending(searcher):
             return None
-        return _fold(searcher, config.progress)
+        body = build_generation(searcher, config.progress)
+        switch_generation(searcher, body)
+        return body["live"]["generation"]
 
 
-def _fold(searcher, progress: bool) -> int:
+def compact_live(writer, open_generation, on_switch) -> int | None:
+    """Compact the index a LiveWriter serves while it goes on taking writes. The new generation is built from
+    the changes logged so far and opened (`open_generation(manifest)`: a Searcher of it) with writes going on;
+    then, with writes held for a moment, the batches logged meanwhile are carried into the new generation's
+    log, the manifest is switched, and `on_switch(searcher)` swaps the new searcher in. Returns the new
+    generation's number, or None when nothing was pending."""
+    frozen = writer.searcher.frozen()  # the changes logged so far, fixed; the writer's searcher moves on
+    if not pending(frozen):
+        return None
+    body = build_generation(frozen, progress=False)
+    fresh = open_generation({"format": INDEX_KIND, "format_version": FORMAT_VERSION, **body})
+    with writer.held():
+        records, _ = read_log(wal_path(frozen.folder, frozen.generation))
+        tail = [record for record in records if record.seq > frozen.changes.seq]
+        fresh.log_end = switch_generation(frozen, body, tail)
+        for record in tail:
+            fresh.apply(record)
+        writer.rebind(fresh)
+        on_switch(fresh)
+    return body["live"]["generation"]
+
+
+def pending(searcher) -> bool:
+    return bool(searcher.changes.added or searcher.changes.removed)
+
+
+def build_generation(searcher, progress: bool) -> dict:
+    """Write the next generation's files from `searcher` (its base and changes, which must not move meanwhile);
+    returns its manifest body. Shards already written by a killed run of the same changes are kept."""
     from tqdm import tqdm
 
     folder, generation = searcher.folder, searcher.generation + 1
@@ -84,11 +114,23 @@ def _fold(searcher, progress: bool) -> int:
     body["langs"] = dict(sorted(searcher.langs.items()))
     if searcher.docs is not None:
         body["docs"] = {"files": _write_docstore(target, records, searcher)}
-    previous = live_settings(searcher.manifest)
     body["live"] = {"generation": generation, "wal_seq": changes.seq, "previous": _files_of(searcher)}
-    write_manifest(folder, INDEX_KIND, body)  # the switch: readers from now on load the new generation
-    _remove(folder, previous.get("previous") or [])
-    return generation
+    return body
+
+
+def switch_generation(searcher, body: dict, tail: list = ()) -> int:
+    """Make `body` the index's manifest: the atomic switch, after which readers load the new generation. The
+    batches in `tail` (logged after those it folds) go into the new generation's log first. The generation
+    before `searcher`'s is removed (the searcher's own stays: a reader may be loading it). Returns the size
+    of the new log."""
+    folder = searcher.folder
+    log = wal_path(folder, body["live"]["generation"])
+    with atomic_open(log, "wb") as f:
+        for record in tail:
+            f.write(record.frame())
+    write_manifest(folder, INDEX_KIND, body)
+    _remove(folder, live_settings(searcher.manifest).get("previous") or [])
+    return log.stat().st_size
 
 
 def _clear_other_attempts(target: Path, plan: dict) -> None:

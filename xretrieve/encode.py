@@ -131,89 +131,126 @@ class _Chunks:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class EncodeJob:
+    """One run of `encode` into its folder: the corpus, the plan (corpus, model identity, settings) that every
+    shard record names, the shards this run writes and those already done. `encode_corpus` runs one here;
+    xretrieve.ray runs one whose shards are encoded on a cluster.
+
+    Built in two steps so that the files are checked before any model loads: `EncodeJob(config)` reads the
+    corpus and checks the folder, `start(identity)` finds the finished shards and checkpointed chunks."""
+
+    def __init__(self, config: EncodeConfig, docs: list[Document] | None = None):
+        self.config, self.out = config, Path(config.out)
+        self.docs = read_corpus(config.corpus) if docs is None else docs
+        check_writable_folder(self.out)
+        self.bounds = shard_bounds(len(self.docs), config.num_shards)
+        self.mine = [config.shard[0]] if config.shard else list(range(config.num_shards))
+        self.plan: dict = {}
+        self.records: dict[int, dict | None] = {}
+        self.todo: list[int] = []
+        self.chunks: dict[int, _Chunks] = {}
+
+    def start(self, identity: dict) -> EncodeJob:
+        """Plan for the model of `identity`; every check of the folder comes before any encoding: another
+        run's shards and chunks are refused here."""
+        config = self.config
+        self.plan = {
+            "corpus_sha256": sha256_file(config.corpus),
+            "model": identity,
+            "num_shards": config.num_shards,
+            "dtype": config.dtype,
+            "max_seq_length": config.max_seq_length,
+        }
+        self.records = {index: load_shard_record(self.out, index, self.plan) for index in self.mine}
+        self.todo = [index for index, record in self.records.items() if record is None]
+        self.chunks = {
+            index: _Chunks(self.out, index, self.plan, self.rows(index), config.checkpoint_every) for index in self.todo
+        }
+        return self
+
+    def rows(self, index: int) -> int:
+        start, end = self.bounds[index]
+        return end - start
+
+    def texts(self, index: int) -> list[str]:
+        """The passages of shard `index`, as the model reads them."""
+        return [passage_text(d) for d in self.docs[slice(*self.bounds[index])]]
+
+    def bytes_per_row(self) -> int:
+        return self.plan["model"]["dim"] * np.dtype(self.config.dtype).itemsize
+
+    def report_resume(self, with_chunks: bool = True) -> None:
+        """Say how much earlier runs left done (`with_chunks`: counting checkpointed chunks, which a run that
+        encodes whole shards does not reuse)."""
+        done = sum(r["rows"] for r in self.records.values() if r)
+        if with_chunks:
+            done += sum(c.rows_done for c in self.chunks.values())
+        if done:
+            total = sum(self.rows(index) for index in self.mine)
+            print(f"xretrieve: resuming: {done} of {total} passages already encoded in {self.out}", file=sys.stderr)
+
+    def write_shard(self, index: int, vectors: np.ndarray) -> None:
+        """Store a whole shard's vectors, atomically, and finish it."""
+        with atomic_open(self.out / f"{shard_name(index)}.npy", "wb") as f:
+            np.save(f, vectors.astype(self.config.dtype))
+        self.finish_shard(index)
+
+    def finish_shard(self, index: int, **details) -> None:
+        """Record shard `index`, whose vectors are written (with `details`), and drop its chunks."""
+        shard_docs = self.docs[slice(*self.bounds[index])]
+        ids, langs = [d.id for d in shard_docs], [d.lang for d in shard_docs]
+        self.records[index] = record_shard(self.out, index, ids, langs, self.plan, **details)
+        self.chunks[index].remove()
+
+    def finish(self, max_seq_length: int | None) -> Path:
+        """Report truncated passages; write manifest.json once every shard is done (by this run or others)."""
+        truncated = sum(r.get("truncated", 0) for r in self.records.values() if r)
+        if truncated:
+            limit = f"{max_seq_length} tokens (the model's maximum, " if max_seq_length else "the model's maximum ("
+            print(
+                f"xretrieve: {truncated} passages truncated to {limit}prompt and special tokens included): "
+                "their ends are not encoded",
+                file=sys.stderr,
+            )
+        _finish_if_complete(self.out, self.config, self.plan, len(self.docs), self.records)
+        return self.out
+
+
 def encode_corpus(config: EncodeConfig, encoder=None, docs: list[Document] | None = None) -> Path:
-    """Encode the corpus (all shards, or only `config.shard`); finished shards and checkpointed chunks are
-    reused. `docs`: the corpus, when the caller has read it already."""
+    """Encode the corpus (all shards, or only `config.shard`) on this machine; finished shards and
+    checkpointed chunks are reused. `docs`: the corpus, when the caller has read it already."""
     from xretrieve.model import BiEncoder
 
-    out = Path(config.out)
-    docs = read_corpus(config.corpus) if docs is None else docs
-    check_writable_folder(out)  # before the model loads
-    if encoder is None:  # on Ray, the driver's model only gives the identity: workers encode
-        device = None if config.ray else config.device
-        encoder = BiEncoder(config.model, device=device, max_seq_length=config.max_seq_length)
-    plan = {
-        "corpus_sha256": sha256_file(config.corpus),
-        "model": encoder.identity,
-        "num_shards": config.num_shards,
-        "dtype": config.dtype,
-        "max_seq_length": config.max_seq_length,
-    }
-    bounds = shard_bounds(len(docs), config.num_shards)
-    mine = [config.shard[0]] if config.shard else range(config.num_shards)
-    records = {index: load_shard_record(out, index, plan) for index in mine}
-    todo = [index for index, record in records.items() if record is None]
-    # every check of the folder comes before any encoding: another run's chunks are refused here
-    chunks = {
-        index: _Chunks(out, index, plan, bounds[index][1] - bounds[index][0], config.checkpoint_every) for index in todo
-    }
-    done = sum(r["rows"] for r in records.values() if r) + (
-        0 if config.ray else sum(c.rows_done for c in chunks.values())
-    )
-    if done:
-        total = sum(end - start for start, end in (bounds[index] for index in mine))
-        print(f"xretrieve: resuming: {done} of {total} passages already encoded in {out}", file=sys.stderr)
-
-    def texts(index: int) -> list[str]:
-        return [passage_text(d) for d in docs[slice(*bounds[index])]]
-
-    def finish(index: int, **details) -> None:
-        shard_docs = docs[slice(*bounds[index])]
-        ids, langs = [d.id for d in shard_docs], [d.lang for d in shard_docs]
-        records[index] = record_shard(out, index, ids, langs, plan, **details)
-        chunks[index].remove()
-
-    bytes_per_row = encoder.dim * np.dtype(config.dtype).itemsize
-    if config.ray and todo:
-        from xretrieve.distributed import encode_shards
-
-        largest = max(bounds[index][1] - bounds[index][0] for index in todo)
-        check_free_space(out, largest * bytes_per_row, "the largest shard")
-        for index, vectors in encode_shards(config, {index: texts(index) for index in todo}, encoder.identity):
-            with atomic_open(out / f"{shard_name(index)}.npy", "wb") as f:  # whole, atomically, as it comes
-                np.save(f, vectors.astype(config.dtype))
-            finish(index)
-    elif todo:
-        _encode_in_chunks(encoder, config, out, todo, texts, chunks, bytes_per_row, finish)
-    truncated = sum(r.get("truncated", 0) for r in records.values() if r)
-    if truncated:
-        print(
-            f"xretrieve: {truncated} passages truncated to {encoder.max_seq_length} tokens (the model's maximum, "
-            "prompt and special tokens included): their ends are not encoded",
-            file=sys.stderr,
-        )
-    _finish_if_complete(out, config, plan, len(docs), records)
-    return out
+    job = EncodeJob(config, docs)  # before the model loads
+    if encoder is None:
+        encoder = BiEncoder(config.model, device=config.device, max_seq_length=config.max_seq_length)
+    job.start(encoder.identity).report_resume()
+    if job.todo:
+        _encode_in_chunks(encoder, job)
+    return job.finish(encoder.max_seq_length)
 
 
-def _encode_in_chunks(encoder, config: EncodeConfig, out: Path, todo: list, texts, chunks: dict, bytes_per_row, finish):
-    """Encode the missing chunks of the shards `todo` under one progress bar of the tokens left to read,
-    then join each shard's chunks into its file and `finish` it."""
+def _encode_in_chunks(encoder, job: EncodeJob) -> None:
+    """Encode the missing chunks of the job's shards under one progress bar of the tokens left to read, then
+    join each shard's chunks into its file and finish it."""
     from tqdm import tqdm
 
-    lengths = {index: token_lengths(encoder, texts(index)) for index in todo}
-    missing = {index: [i for i in range(len(chunks[index].bounds)) if i not in chunks[index].done] for index in todo}
+    config, out, chunks = job.config, job.out, job.chunks
+    lengths = {index: token_lengths(encoder, job.texts(index)) for index in job.todo}
+    missing = {
+        index: [i for i in range(len(chunks[index].bounds)) if i not in chunks[index].done] for index in job.todo
+    }
     total = sum(
         int(token_weights(encoder, lengths[index][slice(*chunks[index].bounds[i])]).sum())
-        for index in todo
+        for index in job.todo
         for i in missing[index]
     )
     with _token_bar(tqdm, total, "encode", config.progress) as bar:
-        for index in todo:
-            shard, shard_texts = chunks[index], texts(index)
+        for index in job.todo:
+            shard, shard_texts = chunks[index], job.texts(index)
             rows = len(shard_texts)
             check_free_space(
-                out, (rows + rows - shard.rows_done) * bytes_per_row, f"{shard_name(index)} and its chunks"
+                out, (rows + rows - shard.rows_done) * job.bytes_per_row(), f"{shard_name(index)} and its chunks"
             )
             bar.set_postfix_str(f"{shard_name(index)} ({index + 1}/{config.num_shards})", refresh=False)
             for i in missing[index]:
@@ -223,7 +260,7 @@ def _encode_in_chunks(encoder, config: EncodeConfig, out: Path, todo: list, text
                 )
                 shard.write(i, vectors, config.dtype, int((lengths[index][part] > encoder.passage_room).sum()))
             shard.join(out / f"{shard_name(index)}.npy", config.dtype, encoder.dim)
-            finish(index, truncated=shard.truncated)
+            job.finish_shard(index, truncated=shard.truncated)
 
 
 def record_shard(out: Path, index: int, ids: list[str], langs: list[str], plan: dict, **details) -> dict:

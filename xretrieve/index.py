@@ -1,47 +1,48 @@
-"""One FAISS index per embeddings shard, from a factory string, trained once on a sample."""
+"""Build an index: one FAISS index per embeddings shard (index_shard), from a factory string, trained once on a
+sample; and the one reader of index manifests (`read_index_manifest`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from xretrieve.config import EncodeConfig, IndexConfig
 from xretrieve.encode import Embeddings, encode_corpus
 from xretrieve.errors import UserError
-from xretrieve.formats import read_corpus, write_lines
+from xretrieve.formats import read_corpus
+from xretrieve.index_shard import (  # noqa: F401 (DEFAULT_*, index_layers: importable from here as before)
+    DEFAULT_EF_SEARCH,
+    DEFAULT_NPROBE,
+    FaissDevice,
+    build_shard,
+    default_search_params,
+    index_layers,
+    make_index,
+    train_index,
+)
 from xretrieve.manifest import (
-    atomic_target,
     check_writable_folder,
-    checksums,
     load_shard_record,
     read_manifest,
     sha256_file,
     shard_entries,
-    shard_name,
     update_manifest,
     verify_files,
     write_manifest,
-    write_shard_record,
 )
 
 INDEX_KIND = "index"
 METRIC = "inner_product"  # cosine for normalised models
-_ADD_CHUNK = 65536
 
 AUTO = "auto"
 # Chosen by benchmarks/index_curve.py (recall@10 against exact search, one-core QPS and memory at 1 M x 384):
 # see auto_factory and benchmarks/results/index_curve.md.
 FLAT_MAX_ROWS = 50_000
-DEFAULT_NPROBE = 48
-DEFAULT_EF_SEARCH = 128
 
 
 def auto_factory(rows: int) -> str:
@@ -57,186 +58,102 @@ def auto_factory(rows: int) -> str:
     return f"IVF{2 ** round(math.log2(4 * math.sqrt(rows)))},SQfp16"
 
 
-def make_index(factory: str, dim: int):
-    import faiss
-
-    try:
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1].split(": ")[-1]
-        raise UserError(
-            f"unknown factory string {factory!r} ({reason}); examples: Flat, HNSW32, IVF1024,Flat, "
-            "IVF1024,PQ48, OPQ48,IVF1024,PQ48, and ',RFlat' appended for exact re-ranking"
-        ) from None
-    for layer in index_layers(index):
-        if isinstance(layer, faiss.IndexIVFPQ):
-            # the factory turns on polysemous training, which only polysemous (Hamming) search uses
-            # and which makes training ~80x slower
-            layer.do_polysemous_training = False
-    return index
-
-
-def index_layers(index) -> Iterator[Any]:
-    """The index and the indexes it wraps (pre-transform, refine), each downcast to its real type."""
-    import faiss
-
-    index = faiss.downcast_index(index)
-    while True:
-        yield index
-        inner = getattr(index, "base_index", None) or (
-            index.index if isinstance(index, faiss.IndexPreTransform) else None
-        )
-        if inner is None:
-            return
-        index = faiss.downcast_index(inner)
-
-
-def default_search_params(index) -> str:
-    """Settings that favour recall on small to mid-size shards; `--search-params` overrides them."""
-    import faiss
-
-    params = []
-    for layer in index_layers(index):
-        if isinstance(layer, faiss.IndexIVF):
-            params.append(f"nprobe={min(layer.nlist, DEFAULT_NPROBE)}")
-        elif isinstance(layer, faiss.IndexHNSW):
-            params.append(f"efSearch={DEFAULT_EF_SEARCH}")
-        elif isinstance(layer, faiss.IndexRefine):
-            params.append("k_factor_rf=4")
-    return ",".join(params)
-
-
-class _Device:
-    """Moves indexes to a GPU for training and adding, and back to the CPU for writing."""
-
-    def __init__(self, device: str):
-        self.device, self.resources = device, None
-        if device == "cuda":
-            import faiss
-
-            if not hasattr(faiss, "StandardGpuResources"):
-                raise UserError("--device cuda needs faiss-gpu (pip install '.[gpu]' instead of '.[cpu]')")
-            if faiss.get_num_gpus() < 1:
-                raise UserError("--device cuda: faiss-gpu is installed but sees no GPU")
-            self.resources = faiss.StandardGpuResources()
-
-    def to_device(self, index, factory: str):
-        if self.resources is None:
-            return index
-        import faiss
-
-        try:
-            return faiss.index_cpu_to_gpu(self.resources, 0, index)
-        except RuntimeError:
-            raise UserError(f"factory {factory!r} has no GPU implementation; build it with --device cpu") from None
-
-    def to_cpu(self, index):
-        if self.resources is None:
-            return index
-        import faiss
-
-        return faiss.index_gpu_to_cpu(index)
-
-
-def _training_sample(embeddings: Embeddings, size: int, seed: int) -> np.ndarray:
-    """A uniform sample of rows over all shards, in corpus order, as float32."""
-    counts = [shard["rows"] for shard in embeddings.shards]
-    total = sum(counts)
-    picks = np.sort(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False))
-    offsets = np.cumsum([0, *counts])
-    parts = []
-    for index in range(len(counts)):
-        local = picks[(picks >= offsets[index]) & (picks < offsets[index + 1])] - offsets[index]
-        if len(local):
-            parts.append(np.asarray(embeddings.vectors(index)[local], dtype=np.float32))
-    return np.concatenate(parts)
-
-
-def _train(config: IndexConfig, embeddings: Embeddings, device: _Device, dim: int) -> bytes:
-    """The trained, empty index, serialized so every shard starts from the same copy."""
-    import faiss
-
-    index = make_index(config.factory, dim)
-    if not index.is_trained:
-        sample = _training_sample(embeddings, config.train_size, config.seed)
-        for layer in index_layers(index):
-            if isinstance(layer, faiss.IndexIVF) and len(sample) < layer.nlist:
-                raise UserError(
-                    f"factory {config.factory!r} has {layer.nlist} IVF lists but only {len(sample)} vectors "
-                    f"to train on: use fewer lists (e.g. IVF{max(1, len(sample) // 39)}) or Flat"
-                )
-        on_device = device.to_device(index, config.factory)
-        try:
-            on_device.train(sample)
-        except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1]
-            raise UserError(f"training {config.factory!r} on {len(sample)} vectors failed: {reason}") from None
-        index = device.to_cpu(on_device)
-    return faiss.serialize_index(index)
-
-
 def build_index(config: IndexConfig, encoder=None) -> Path:
-    """Build OUT from stored embeddings, or encode the corpus into OUT/embeddings first."""
-    if config.ray:  # one Ray session for encoding and building
-        from xretrieve.distributed import connected
-
-        with connected(config.ray):
-            return _build_index(config, encoder)
-    return _build_index(config, encoder)
+    """Build OUT on this machine from stored embeddings, or encode the corpus into OUT/embeddings first (with
+    `encoder`, else the model `config.model` names)."""
+    inputs = IndexInputs(config)
+    return run_build(inputs, LocalBuilder(config, encoder))
 
 
-def _build_index(config: IndexConfig, encoder) -> Path:
-    out = Path(config.out)
-    # files and folders first: a bad one fails before torch or faiss is imported
-    docs = read_corpus(config.corpus) if config.corpus else None
-    embeddings = Embeddings(config.embeddings) if config.embeddings else None
-    check_writable_folder(out)
-    _check_not_live(out)
-    # a missing GPU or faiss-gpu fails before any encoding (on Ray, the GPUs are the workers')
-    device = None if config.ray else _Device(config.device)
+class IndexInputs:
+    """What an index build reads, checked before any model or faiss loads: the corpus or the embeddings
+    folder, and that OUT is a folder this run may write."""
+
+    def __init__(self, config: IndexConfig):
+        self.config, self.out = config, Path(config.out)
+        self.docs = read_corpus(config.corpus) if config.corpus else None
+        self.embeddings = Embeddings(config.embeddings) if config.embeddings else None
+        check_writable_folder(self.out)
+        _check_not_live(self.out)
+
+    def encode_config(self, model: str | None) -> EncodeConfig:
+        """How `index --corpus` encodes into OUT/embeddings."""
+        config = self.config
+        return EncodeConfig(
+            corpus=config.corpus,
+            out=str(self.out / "embeddings"),
+            model=model,
+            num_shards=config.num_shards,
+            batch_size=config.batch_size,
+            dtype=config.dtype,
+            device=config.device,
+            checkpoint_every=config.checkpoint_every,
+            progress=config.progress,
+            ray=config.ray,
+        )
+
+
+class LocalBuilder:
+    """Encodes and builds an index's shards in this process; xretrieve.ray has one that uses a cluster.
+
+    A builder gives the model's `identity(model)`, `encode`s the corpus, and `build_shards`."""
+
+    def __init__(self, config: IndexConfig, encoder=None):
+        self.device = FaissDevice(config.device)  # a missing GPU or faiss-gpu fails before any encoding
+        self.encoder = encoder
+
+    def identity(self, model: str | None) -> dict:
+        """The model's identity, read from its folder; the model loads here only where its folder cannot
+        tell (a hub name), and is then the one that encodes."""
+        from xretrieve.model import BiEncoder, read_identity
+
+        if self.encoder is None and (found := read_identity(model)) is not None:
+            return found
+        if self.encoder is None:
+            self.encoder = BiEncoder(model, device=self.device.device)
+        return self.encoder.identity
+
+    def encode(self, config: EncodeConfig, docs: list) -> None:
+        encode_corpus(config, encoder=self.encoder, docs=docs)
+
+    def build_shards(
+        self, config: IndexConfig, embeddings: Embeddings, todo: list[int], out: Path, plan: dict, dim: int
+    ) -> tuple[bytes, dict[int, dict]]:
+        """Train once, then build the shards `todo` one after another: (the trained empty index, records)."""
+        from tqdm import tqdm
+
+        trained = train_index(config, embeddings, self.device, dim)
+        records = {}
+        for index in tqdm(todo, desc="index shards", disable=not config.progress):
+            records[index] = build_shard(embeddings, index, trained, self.device, out, plan)
+        return trained, records
+
+
+def run_build(inputs: IndexInputs, builder) -> Path:
+    """The index build, with how the corpus is encoded and the shards are built left to `builder`
+    (`LocalBuilder`, or xretrieve.ray's on a cluster)."""
+    config, out, embeddings = inputs.config, inputs.out, inputs.embeddings
     if config.corpus:
-        from xretrieve.model import BiEncoder, locate_model
-
-        # what OUT already holds is judged by the model's name and fingerprint, before the model loads
-        if encoder is None:
-            name, _, fingerprint = locate_model(config.model)
-        else:
-            name, fingerprint = encoder.identity["name"], encoder.identity.get("fingerprint")
-        if _built_from_corpus(config, out, name, fingerprint):
+        # what OUT already holds is judged by the model's identity, read before the model loads
+        identity = builder.identity(config.model)
+        if _built_from_corpus(config, out, identity):
             update_manifest(out, INDEX_KIND, {"translate": translate_entry(config)})
             print(f"xretrieve: {out} is already built from {config.corpus} with these settings; nothing to do")
             return out
-        _check_rebuild(config, out, fingerprint)
-        if encoder is None:
-            encoder = BiEncoder(config.model, device="cuda" if config.device == "cuda" and not config.ray else None)
+        _check_rebuild(config, out, identity.get("fingerprint"))
         if config.factory != AUTO:
-            make_index(config.factory, encoder.dim)  # a bad factory string fails before encoding
-        embeddings_dir = out / "embeddings"
-        encode_corpus(
-            EncodeConfig(
-                corpus=config.corpus,
-                out=str(embeddings_dir),
-                model=config.model,
-                num_shards=config.num_shards,
-                batch_size=config.batch_size,
-                dtype=config.dtype,
-                checkpoint_every=config.checkpoint_every,
-                progress=config.progress,
-                ray=config.ray,
-            ),
-            encoder=encoder,
-            docs=docs,
-        )
-        embeddings = Embeddings(embeddings_dir)
-    _build_from_embeddings(config, embeddings, out, device)
+            make_index(config.factory, identity["dim"])  # a bad factory string fails before encoding
+        encode = inputs.encode_config(config.model)
+        builder.encode(encode, inputs.docs)
+        embeddings = Embeddings(encode.out)
+    _build_from_embeddings(config, embeddings, out, builder)
     if config.corpus and not config.keep_embeddings:
         shutil.rmtree(embeddings.folder)
     return out
 
 
-def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Path, device: _Device) -> None:
+def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Path, builder) -> None:
     import faiss
-    from tqdm import tqdm
 
     embeddings.verify()
     dim = int(embeddings.manifest["dim"])
@@ -253,16 +170,10 @@ def _build_from_embeddings(config: IndexConfig, embeddings: Embeddings, out: Pat
     trained: bytes | None = None
     records = [load_shard_record(out, index, plan) for index in range(len(embeddings.shards))]
     todo = [index for index, record in enumerate(records) if record is None]
-    if config.ray and todo:
-        from xretrieve.distributed import build_shards
-
-        trained, built = build_shards(config, embeddings.folder, todo, out, plan, dim)
+    if todo:
+        trained, built = builder.build_shards(config, embeddings, todo, out, plan, dim)
         for index, record in built.items():
             records[index] = record
-    elif todo:
-        trained = _train(config, embeddings, device, dim)
-        for index in tqdm(todo, desc="index shards", disable=not config.progress):
-            records[index] = _build_shard(embeddings, index, trained, device, out, plan)
     docs = _docstore(embeddings, out)
     sample_index = faiss.deserialize_index(trained) if trained is not None else make_index(config.factory, dim)
     langs = Counter(lang for index in range(len(embeddings.shards)) for lang in embeddings.langs(index))
@@ -332,7 +243,7 @@ def _build_settings(
     }
 
 
-def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fingerprint: str | None) -> bool:
+def _built_from_corpus(config: IndexConfig, out: Path, identity: dict) -> bool:
     """True when OUT is a complete, intact index of this corpus, model and settings."""
     if not (out / "manifest.json").is_file():
         return False
@@ -342,8 +253,8 @@ def _built_from_corpus(config: IndexConfig, out: Path, model_name: str, model_fi
             verify_files(out, entry["files"])
     except (UserError, KeyError):
         return False
-    wanted = _corpus_build_settings(config, model_fingerprint)
-    return manifest.get("build") == wanted and manifest["model"].get("name") == model_name
+    wanted = _corpus_build_settings(config, identity.get("fingerprint"))
+    return manifest.get("build") == wanted and manifest["model"].get("name") == identity["name"]
 
 
 def _corpus_build_settings(config: IndexConfig, model_fingerprint: str | None) -> dict:
@@ -419,22 +330,44 @@ def _docstore(embeddings: Embeddings, out: Path) -> dict | None:
     return {"files": write_docstore(path, out)}
 
 
-def _build_shard(embeddings: Embeddings, index: int, trained: bytes, device: _Device, out: Path, plan: dict) -> dict:
-    import faiss
+SHARD_NAME = re.compile(r"shard-\d{5}")
 
-    shard_index = device.to_device(faiss.deserialize_index(trained), plan["factory"])
-    vectors = embeddings.vectors(index)
-    for start in range(0, len(vectors), _ADD_CHUNK):
-        shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
-    name = shard_name(index)
-    with atomic_target(out / f"{name}.faiss") as tmp:
-        try:
-            faiss.write_index(device.to_cpu(shard_index), tmp)
-        except RuntimeError as exc:  # faiss's C++ "fwrite" error on a full disk: an OSError naming the file
-            raise OSError(None, str(exc).strip().splitlines()[-1], tmp) from exc
-    write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
-    write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
-    files = checksums(out, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])
-    record = {"plan": plan, "rows": len(vectors), "files": files}
-    write_shard_record(out, index, record)
-    return record
+
+def read_index_manifest(folder: str | Path) -> dict:
+    """An index folder's manifest, its shape checked before anything is opened: a UserError names the field.
+    The one reader of index manifests: search, serve and xretrieve.ray all go through it."""
+    from xretrieve.docstore import DOCS_FILE, OFFSETS_FILE
+    from xretrieve.manifest import MANIFEST_NAME
+
+    manifest = read_manifest(folder, INDEX_KIND)
+    where = Path(folder) / MANIFEST_NAME
+
+    def files_of(value, field: str) -> dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise UserError(f"{where}: {field} must be an object of file name: sha256")
+        if any("/" in name or "\\" in name or name.startswith(".") for name in value):
+            raise UserError(f"{where}: {field} names a file outside the index folder")
+        return value
+
+    model = manifest.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("dim"), int):
+        raise UserError(f"{where}: 'model' must be an object with a 'name' and an integer 'dim'")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(entry, dict) for entry in shards):
+        raise UserError(f"{where}: 'shards' must be a list of shard objects")
+    for i, entry in enumerate(shards):
+        if not isinstance(entry.get("name"), str) or not SHARD_NAME.fullmatch(entry["name"]):
+            raise UserError(f"{where}: shards[{i}].name must be like 'shard-00000'")
+        files_of(entry.get("files"), f"shards[{i}].files")
+    live = manifest.get("live")
+    if live is not None and not (
+        isinstance(live, dict)
+        and all(isinstance(live.get(key), int) and live[key] >= 0 for key in ("generation", "wal_seq"))
+    ):
+        raise UserError(f"{where}: 'live' must be an object with integers 'generation' and 'wal_seq' (0 or more)")
+    docs = manifest.get("docs")
+    if docs is not None:
+        files = files_of(docs.get("files") if isinstance(docs, dict) else None, "docs.files")
+        if not {DOCS_FILE, OFFSETS_FILE} <= set(files):
+            raise UserError(f"{where}: docs.files must list {DOCS_FILE} and {OFFSETS_FILE}")
+    return manifest

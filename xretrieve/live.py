@@ -184,6 +184,8 @@ class WriterLock:
     flock, which the kernel releases when its process dies, even by kill -9."""
 
     def __init__(self, folder: str | Path, who: str):
+        if not (Path(folder) / "manifest.json").is_file():
+            raise UserError(f"{folder}: no manifest.json; not an index folder (build one with xretrieve index)")
         path = Path(folder) / LIVE_DIR / LOCK_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -23,15 +23,22 @@ _FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt")
 
 
 def resolve_model(name_or_path: str | None) -> str:
-    """The embedded default by its alias; a local folder by its absolute path; else a hub name as given."""
+    """Where a model loads from: the embedded default by its alias, a local folder by its absolute path, else a
+    hub name as given."""
+    return _name_and_location(name_or_path)[1]
+
+
+def _name_and_location(name_or_path: str | None) -> tuple[str, str]:
+    """(the name manifests record, where it loads from): the one place a model name is defaulted and resolved."""
     name = name_or_path or DEFAULT_MODEL
-    if name == EMBEDDED_MODEL_NAME:
-        return str(embedded_model_path())
     if os.path.isdir(name):
-        return str(Path(name).resolve())
+        name = str(Path(name).resolve())  # indexes name it: valid from any working folder
+        return name, name
+    if name == EMBEDDED_MODEL_NAME:
+        return name, str(embedded_model_path())
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") > 1:
         raise UserError(f"--model {name}: no such model folder")
-    return name
+    return name, name
 
 
 def folder_fingerprint(folder: str | Path, samples: int = 32, sample_bytes: int = 4096) -> str:
@@ -59,11 +66,83 @@ def folder_fingerprint(folder: str | Path, samples: int = 32, sample_bytes: int 
 
 def locate_model(name_or_path: str | None) -> tuple[str, str, str | None]:
     """(the name manifests record, where it loads from, its fingerprint), without loading it: no torch."""
-    name = name_or_path or DEFAULT_MODEL
-    if os.path.isdir(name):
-        name = str(Path(name).resolve())  # indexes name it: valid from any working folder
-    location = resolve_model(name)
+    name, location = _name_and_location(name_or_path)
     return name, location, folder_fingerprint(location) if os.path.isdir(location) else None
+
+
+def read_identity(name_or_path: str | None) -> dict[str, Any] | None:
+    """What `BiEncoder(name_or_path).identity` says, read from the model folder's configuration files without
+    loading the weights (no torch), so that a Ray driver or an index build knows the model it names for the
+    price of a few small files. None for a hub name, or a folder built of modules this does not know:
+    loading it is then the only way to tell (`model_identity`)."""
+    name, location, fingerprint = locate_model(name_or_path)
+    folder = Path(location)
+    modules = _read_json(folder / "modules.json") if (folder / "modules.json").is_file() else None
+    if not isinstance(modules, list):
+        return None
+    dim, normalized = None, False
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        settings_path = folder / str(module.get("path", "")) / "config.json"
+        settings = _read_json(settings_path) if settings_path.is_file() else None
+        if kind == "Normalize":
+            normalized = True
+        elif kind in ("Pooling", "Dense") and isinstance(settings, dict):
+            dim = _pooling_dim(settings) if kind == "Pooling" else settings.get("out_features")
+        elif kind != "Transformer":
+            return None
+    if not isinstance(dim, int):
+        return None
+    config = folder / "config_sentence_transformers.json"
+    prompts = (_read_json(config).get("prompts") if config.is_file() else None) or {}
+    query_name, passage_name = _prompt_names(location, prompts)
+    return {
+        "name": name,
+        "fingerprint": fingerprint,
+        "dim": dim,
+        "normalized": normalized,
+        "query_prompt": prompts.get(query_name, "") if query_name else "",
+        "passage_prompt": prompts.get(passage_name, "") if passage_name else "",
+    }
+
+
+def model_identity(name_or_path: str | None) -> dict[str, Any]:
+    """The model's identity: read from its folder (`read_identity`), or, where the folder cannot tell, from
+    the model loaded on the CPU."""
+    return read_identity(name_or_path) or BiEncoder(name_or_path).identity
+
+
+def _pooling_dim(settings: dict) -> int | None:
+    """A Pooling module's output width: its input's, once per pooling mode it concatenates."""
+    width = settings.get("embedding_dimension", settings.get("word_embedding_dimension"))
+    if not isinstance(width, int):
+        return None
+    modes = settings.get("pooling_mode")
+    if modes is None:  # the older layout: one boolean per mode
+        count = sum(1 for key, on in settings.items() if key.startswith("pooling_mode_") and on is True)
+    else:
+        count = len(modes) if isinstance(modes, list) else 1
+    return width * count if count else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _prompt_names(location: str, prompts: dict[str, str]) -> tuple[str | None, str | None]:
+    """The names of the query and passage prompts: as the folder's xretrieve.json says, else the first
+    conventional name with a prompt."""
+    path = Path(location) / "xretrieve.json"
+    settings = _read_json(path) if path.is_file() else {}
+    if not isinstance(settings, dict):
+        raise UserError(f"{path}: expected a JSON object of settings")
+    return (
+        settings.get("query_prompt_name") or _pick_prompt(prompts, QUERY_PROMPT_NAMES),
+        settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES),
+    )
 
 
 def _pick_prompt(prompts: dict[str, str], names: tuple[str, ...]) -> str | None:
@@ -91,26 +170,10 @@ class BiEncoder:
             ) from None
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
-        prompts = self.model.prompts or {}
-        settings = self._xretrieve_settings(location)
-        self.query_prompt_name = settings.get("query_prompt_name") or _pick_prompt(prompts, QUERY_PROMPT_NAMES)
-        self.passage_prompt_name = settings.get("passage_prompt_name") or _pick_prompt(prompts, PASSAGE_PROMPT_NAMES)
+        self.query_prompt_name, self.passage_prompt_name = _prompt_names(location, self.model.prompts or {})
         self.normalized = any(isinstance(module, Normalize) for module in self.model)
         self.dim = int(self.model.get_embedding_dimension())
         self._counter, self._counting = None, threading.Lock()  # see token_lengths
-
-    @staticmethod
-    def _xretrieve_settings(location: str) -> dict[str, Any]:
-        path = Path(location) / "xretrieve.json"
-        if not path.is_file():
-            return {}
-        try:
-            settings = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(settings, dict):
-            raise UserError(f"{path}: expected a JSON object of settings")
-        return settings
 
     @property
     def identity(self) -> dict[str, Any]:

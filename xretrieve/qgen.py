@@ -1,11 +1,11 @@
 """Deprecated alias (issue 17): query generation moved to `xretrieve.xqg` (backends, generate, train_generator,
-checkpoints, template, shards), the language table to `xretrieve.languages` and the Apertium engine to
+checkpoints, template, shards), the language table to `xretrieve.text` and the Apertium engine to
 `xretrieve.apertium`. Old imports keep working, with a DeprecationWarning."""
 
 import warnings
 
 from xretrieve.apertium import ApertiumEngine, ApertiumPipe
-from xretrieve.languages import LANGUAGES, check_languages, language_name
+from xretrieve.text import LANGUAGES, check_languages, language_name
 from xretrieve.xqg.backends.apertium import TranslationGenerator, key_texts, lead_text
 from xretrieve.xqg.backends.llm import LLMGenerator
 from xretrieve.xqg.backends.seq2seq import Seq2SeqGenerator
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 warnings.warn(
-    "xretrieve.qgen is deprecated: import from xretrieve.xqg (or xretrieve.languages, xretrieve.apertium)",
+    "xretrieve.qgen is deprecated: import from xretrieve.xqg (or xretrieve.text, xretrieve.apertium)",
     DeprecationWarning,
     stacklevel=2,
 )

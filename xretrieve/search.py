@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ from xretrieve.config import SearchConfig
 from xretrieve.docstore import DocStore
 from xretrieve.errors import UserError
 from xretrieve.formats import read_lines, read_queries, write_run
-from xretrieve.index import INDEX_KIND, index_layers
+from xretrieve.index import read_index_manifest
+from xretrieve.index_shard import index_layers
 from xretrieve.live import Changes, generation_folder, live_settings, read_log, replay, wal_path
-from xretrieve.manifest import check_writable_file, read_manifest, verify_files
+from xretrieve.manifest import check_writable_file, verify_files
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,17 @@ def _search_parameters(index, selector):
     return build(list(index_layers(index)))
 
 
-class _Shard:
-    """One shard's index with its row ids and languages; `deleted` marks rows a live index has removed."""
+class IndexShard:
+    """One shard of an index (its faiss index, docids and languages), answering `hits` for `merge_hits`: what
+    a `Searcher` holds per shard, and what xretrieve.ray serves as one deployment. `deleted` marks the rows a
+    live index has removed since its base generation."""
 
     def __init__(self, index, docids: list[str], langs: np.ndarray, deleted: np.ndarray | None = None):
         self.index, self.docids, self.langs, self.deleted = index, docids, langs, deleted
         self._filters: dict[frozenset[str] | None, _Filter | None] = {}
 
     @classmethod
-    def load(cls, folder: Path, entry: dict, params: str, verify: bool = True) -> _Shard:
+    def load(cls, folder: Path, entry: dict, params: str, verify: bool = True) -> IndexShard:
         import faiss
 
         name = entry["name"]
@@ -71,7 +75,7 @@ class _Shard:
         return cls(index, docids, langs)
 
     @classmethod
-    def of_vectors(cls, vectors: np.ndarray, docids: list[str], langs: list[str]) -> _Shard:
+    def of_vectors(cls, vectors: np.ndarray, docids: list[str], langs: list[str]) -> IndexShard:
         """An exact (Flat) shard over vectors in memory: a live index's documents added since its base."""
         import faiss
 
@@ -79,9 +83,11 @@ class _Shard:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         return cls(index, docids, np.array(langs, dtype=object))
 
-    def with_deleted(self, deleted: np.ndarray | None) -> _Shard:
+    def with_deleted(self, deleted: np.ndarray | None) -> IndexShard:
         """This shard with other rows deleted (the index is shared, the filters are not)."""
-        return _Shard(self.index, self.docids, self.langs, deleted if deleted is not None and deleted.any() else None)
+        return IndexShard(
+            self.index, self.docids, self.langs, deleted if deleted is not None and deleted.any() else None
+        )
 
     def hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[Hit]]:
         """This shard's candidates per query for `merge_hits`: its top k and every row tied with the k-th."""
@@ -193,6 +199,11 @@ class _Filter:
         return cls(rows, params, keep=keep)
 
 
+def read_docids(folder: Path, manifest: dict) -> list[str]:
+    """Every document id of an index in index order (the order of its document store), from its files."""
+    return [docid for entry in manifest["shards"] for docid in read_lines(folder / f"{entry['name']}.docids.txt")]
+
+
 def merge_hits(per_shard: list[list[list[Hit]]], queries: int, k: int) -> list[list[Hit]]:
     """The top k per query over every shard's candidates, ordered by (-score, docid)."""
     merged: list[list[Hit]] = [[] for _ in range(queries)]
@@ -216,14 +227,18 @@ class _View:
     whole or not at all): the base shards with their deleted rows, the documents added since the base as one
     more exact shard, and the documents per language."""
 
-    shards: tuple[_Shard, ...]
+    shards: tuple[IndexShard, ...]
     langs: dict[str, int]
     changes: Changes
 
 
 class Searcher:
     """Loads an index folder and the query encoder it names, and answers queries. A live index's changes
-    (`xretrieve add` / `delete`, `serve --writable`) are replayed from its log at load."""
+    (`xretrieve add` / `delete`, `serve --writable`) are replayed from its log at load.
+
+    `manifest`: the folder's manifest, when the caller has read it already. `shards`: the index's shards
+    opened elsewhere (xretrieve.ray passes Ray Serve deployments), each answering `hits(vectors, k, langs)`
+    through `shard_hits`; by default each shard's files are opened here."""
 
     def __init__(
         self,
@@ -237,23 +252,37 @@ class Searcher:
         translator=None,
         docs_in_memory: bool = False,
         load_model: bool = True,
+        manifest: dict | None = None,
+        shards: list | None = None,
     ):
         self.folder = Path(index_dir)
-        self.manifest = read_manifest(self.folder, INDEX_KIND)
+        self.manifest = read_index_manifest(self.folder) if manifest is None else manifest
         live = live_settings(self.manifest)
         self.generation = live["generation"]
         self.data = self.folder / generation_folder(self.generation)  # where this generation's files are
         docs = self.manifest.get("docs")
-        if verify and docs:
+        if verify and docs and not docs_in_memory:  # else checked as it is read into memory
             verify_files(self.data, docs["files"])
         params = self.manifest.get("search_params", "")
         if search_params:
             params = f"{params},{search_params}" if params else search_params
         self.search_params = params
-        self.shards = self._open_shards(verify)
-        self.docs = DocStore(self.data, self._docids(), docs["files"] if docs_in_memory else None) if docs else None
+        if shards is None:
+            self.shards = [IndexShard.load(self.data, entry, params, verify) for entry in self.manifest["shards"]]
+            self._base_ids = [docid for shard in self.shards for docid in shard.docids]
+        else:
+            self.shards = list(shards)  # each verifies and opens its own files
+            self._base_ids = read_docids(self.data, self.manifest)
+        self.docs = DocStore(self.data, self._base_ids, docs["files"] if docs_in_memory else None) if docs else None
         self._base_rows: dict[str, int] | None = None
-        records, self.log_end = read_log(wal_path(self.folder, self.generation))
+        log = wal_path(self.folder, self.generation)
+        records, self.log_end = read_log(log)
+        for record in records:
+            if record.vectors is not None and record.vectors.shape[1] != self.manifest["dim"]:
+                raise UserError(
+                    f"{log}: change {record.seq} holds {record.vectors.shape[1]}-dimensional vectors, the index "
+                    f"{self.manifest['dim']}-dimensional ones"
+                )
         empty = _View(tuple(self.shards), dict(self.manifest.get("langs", {})), Changes(seq=live["wal_seq"]))
         self._view = self._next_view(empty, replay(records, live["wal_seq"], self.in_base))
         self.translate = self._translate_test(translator) if translate else None  # before the model: fail fast
@@ -268,8 +297,12 @@ class Searcher:
             check_compatible(self.manifest["model"], encoder, str(self.folder))
             self.encoder = encoder
 
+    def frozen(self) -> Searcher:
+        """This searcher as it is now: later writes to this one do not reach the copy (they replace its view)."""
+        return copy.copy(self)
+
     @property
-    def base_shards(self) -> tuple[_Shard, ...]:
+    def base_shards(self) -> tuple[IndexShard, ...]:
         """The base generation's shards, the rows that live changes removed marked deleted."""
         return self._view.shards[: len(self.shards)]
 
@@ -288,13 +321,15 @@ class Searcher:
 
     def _rows_of_base(self) -> dict[str, int]:
         if self._base_rows is None:
-            self._base_rows = self.docs.rows if self.docs else {d: i for i, d in enumerate(self._docids())}
+            self._base_rows = self.docs.rows if self.docs else {d: i for i, d in enumerate(self._base_ids)}
         return self._base_rows
 
     def _next_view(self, view: _View, changes: Changes) -> _View:
         """`view` with `changes` (a superset of its own) in place of its own."""
         if changes is view.changes:
             return view
+        if not changes.added and not changes.removed:  # nothing logged since the base (nor in `view`)
+            return _View(view.shards, view.langs, changes)
         base = self.shards
         offsets = np.cumsum([0] + [len(shard.docids) for shard in base])
         langs = dict(self.manifest.get("langs", {}))
@@ -316,7 +351,7 @@ class Searcher:
         added = list(changes.added.values())
         if added:
             vectors = np.stack([entry.vector for entry in added])
-            shards.append(_Shard.of_vectors(vectors, [e.doc.id for e in added], [e.doc.lang for e in added]))
+            shards.append(IndexShard.of_vectors(vectors, [e.doc.id for e in added], [e.doc.lang for e in added]))
         for entry in added:
             langs[entry.doc.lang] = langs.get(entry.doc.lang, 0) + 1
         return _View(tuple(shards), {lang: n for lang, n in sorted(langs.items()) if n > 0}, changes)
@@ -360,13 +395,6 @@ class Searcher:
         if self.translate is not None:
             self.translate.close()
 
-    def _open_shards(self, verify: bool) -> list:
-        return [_Shard.load(self.data, entry, self.search_params, verify) for entry in self.manifest["shards"]]
-
-    def _docids(self) -> list[str]:
-        """Every document id in index order (the order of the document store)."""
-        return [docid for shard in self.shards for docid in shard.docids]
-
     def document(self, docid: str) -> dict | None:
         """{"id", "title", "text", "lang"} of a document, None if unknown or the index has no texts."""
         changes = self._view.changes
@@ -407,9 +435,11 @@ class Searcher:
         """Top-k over all shards: each shard's top-k, merged by (-score, docid)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         wanted = self._check_langs(langs)
-        return merge_hits(self._shard_hits(vectors, k, wanted), len(vectors), k)
+        return merge_hits(self.shard_hits(vectors, k, wanted), len(vectors), k)
 
-    def _shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
+    def shard_hits(self, vectors: np.ndarray, k: int, langs: frozenset[str] | None) -> list[list[list[Hit]]]:
+        """Every shard's candidates (`IndexShard.hits`), one shard after another (the base shards with their
+        deletions, then the documents added since); a subclass whose shards are remote asks them all at once."""
         return [shard.hits(vectors, k, langs) for shard in self._view.shards]
 
     def _check_langs(self, langs: list[str] | None) -> frozenset[str] | None:

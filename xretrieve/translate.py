@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 
 from xretrieve.errors import UserError
-from xretrieve.languages import LANGUAGES
+from xretrieve.text import LANGUAGES
 
 TRANSLATE_BACKENDS = ("apertium",)
 DEFAULT_WEIGHT = 0.6  # measured on mo-xling dev (benchmarks/adapt_xling.py)

@@ -16,6 +16,15 @@ from xretrieve.formats import Document, iter_corpus, passage_text
 from xretrieve.live import LogWriter, Record, WriterLock, wal_path
 
 
+def check_batch(docs: list[Document]) -> None:
+    """A batch of upserts names each id once: which of two would win is not the user's to guess."""
+    seen: set[str] = set()
+    for doc in docs:
+        if doc.id in seen:
+            raise UserError(f"documents: id {doc.id!r} appears twice in one batch")
+        seen.add(doc.id)
+
+
 def augment_recipe(manifest: dict) -> dict | None:
     """How the index's own passages were augmented (xQG), when new ones can be treated the same way here: an
     `adapt` index whose queries came from Apertium. None for other indexes."""
@@ -58,14 +67,14 @@ class LiveWriter:
 
     def upsert(self, docs: list[Document]) -> Record:
         """Add or replace `docs` (ids unique within the batch) as one batch; returns its record once durable."""
-        ids = [doc.id for doc in docs]
-        if len(set(ids)) != len(ids):
-            duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise UserError(f"documents: id {duplicate!r} appears twice in one batch")
-        vectors, augmented = self.vectors(docs)
+        check_batch(docs)
+        return self.commit(docs, *self.vectors(docs))
+
+    def commit(self, docs: list[Document], vectors: np.ndarray, augmented: list[bool]) -> Record:
+        """Log the encoded batch durably, then make it visible to searches; returns its record."""
+        check_batch(docs)
         with self._order:
-            seq = self.searcher.changes.seq + 1
-            record = Record(seq, "upsert", tuple(docs), vectors, tuple(augmented))
+            record = Record(self.searcher.changes.seq + 1, "upsert", tuple(docs), vectors, tuple(augmented))
             self.log.append(record)
             self.searcher.apply(record)
         return record
@@ -112,6 +121,16 @@ class LiveWriter:
             np.add.at(totals, np.asarray(rows), 1.0)
         recipe = self.recipe
         return fuse(vectors, sums, totals, recipe["alpha"], recipe["mode"], recipe["renormalize"])
+
+    def held(self):
+        """Writes wait while this is held (compaction switching generations)."""
+        return self._order
+
+    def rebind(self, searcher) -> None:
+        """Write to `searcher`'s generation from now on (called with `held()`, after a compaction)."""
+        self.log.close()
+        self.searcher = searcher
+        self.log = LogWriter(wal_path(searcher.folder, searcher.generation), searcher.log_end)
 
     def close(self) -> None:
         self.log.close()

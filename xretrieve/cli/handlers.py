@@ -6,6 +6,8 @@ imported inside the handlers, so that `--help`, `--print-config` and bad flags n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from xretrieve.config import (
     AdaptConfig,
     AddConfig,
@@ -32,16 +34,20 @@ from xretrieve.config import (
 )
 
 
-def encode(config: EncodeConfig) -> None:
-    from xretrieve.encode import encode_corpus
+def local_or_ray(config, module: str, name: str) -> Callable:
+    """The function `name` of the core module `xretrieve.<module>`, or, when the settings ask for Ray (`--ray`),
+    its counterpart of the same name in the Ray layer, `xretrieve.ray`: the one place that chooses."""
+    import importlib
 
-    print(f"embeddings: {encode_corpus(config)}")
+    return getattr(importlib.import_module("xretrieve.ray" if config.ray else f"xretrieve.{module}"), name)
+
+
+def encode(config: EncodeConfig) -> None:
+    print(f"embeddings: {local_or_ray(config, 'encode', 'encode_corpus')(config)}")
 
 
 def index(config: IndexConfig) -> None:
-    from xretrieve.index import build_index
-
-    print(f"index: {build_index(config)}")
+    print(f"index: {local_or_ray(config, 'index', 'build_index')(config)}")
 
 
 def search(config: SearchConfig) -> None:
@@ -148,9 +154,7 @@ def save_model(config: SaveModelConfig) -> None:
 
 
 def serve(config: ServerConfig) -> None:
-    from xretrieve import server
-
-    server.serve(config)
+    local_or_ray(config, "serve", "serve")(config)
 
 
 def demo(config: DemoConfig) -> None:

@@ -99,6 +99,14 @@ class ServerConfig:
     translate: bool = option(
         True, "search with the queries as given, even if the index records translate-test", flag="--no-translate"
     )
+    writable: bool = option(
+        False,
+        "accept writes: POST /v1/documents, DELETE /v1/documents/{id}, POST /v1/admin/compact (with API keys "
+        "configured they need one; without, only clients on loopback may write)",
+    )
+    max_write_batch: int = option(256, "documents per POST /v1/documents")
+    max_document_chars: int = option(100_000, "characters of one written document's title and text")
+    write_rate_limit: float = option(10.0, "write requests a second per client (0: none; then 429)")
     # Ray Serve (`--ray`): a cluster address or "local"; replicas per shard and of the router; CPUs per replica
     ray: str | None = ray_option("serve with Ray Serve, a deployment per shard behind a router")
     shard_replicas: int = option(1, "--ray: replicas of each shard deployment")
@@ -111,6 +119,16 @@ class ServerConfig:
             raise UserError(
                 f"--max-client-queue {self.max_client_queue} must be at least --max-batch {self.max_batch} (or a "
                 f"full request is always refused) and at most --max-queue {self.max_queue}"
+            )
+
+        if self.max_write_batch < 1 or self.max_document_chars < 1 or self.write_rate_limit < 0:
+            raise UserError(
+                "--max-write-batch and --max-document-chars must be at least 1, --write-rate-limit 0 or more"
+            )
+        if self.writable and self.ray:
+            raise UserError(
+                "serve --ray --writable: writes are not served on Ray (each shard deployment holds a read-only copy); "
+                "serve --writable on one machine, or write with xretrieve add/delete, compact and deploy again"
             )
 
     def check_binding(self) -> None:

@@ -115,7 +115,7 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if not self.langs:
             raise UserError("--langs: give the languages users ask in, e.g. en,es,fr")
-        from xretrieve.languages import check_languages
+        from xretrieve.text import check_languages
 
         check_languages(self.langs)
         if self.train_steps < 0:

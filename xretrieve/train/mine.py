@@ -9,18 +9,13 @@ from xretrieve.config import MineConfig
 from xretrieve.encode import passage_text
 from xretrieve.formats import Document, iter_corpus, write_jsonl
 from xretrieve.manifest import atomic_write_json
+from xretrieve.text import shingles
 from xretrieve.train.data import load_examples
 from xretrieve.training_data import TrainingExample, training_json
 
 _MINE_SEARCH_BLOCK = (
     1024  # training queries searched per call: big enough for batched search, small enough to show progress
 )
-
-
-def shingles(text: str, n: int = 3) -> set[str]:
-    """Character n-grams of the lower-cased text without spaces: comparable across scripts without a tokenizer."""
-    compact = "".join(text.lower().split())
-    return {compact[i : i + n] for i in range(max(len(compact) - n + 1, 1))}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from xretrieve.config import GenerateConfig
 from xretrieve.formats import Document, GeneratedQuery, read_corpus, write_generated
-from xretrieve.languages import check_languages
 from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_name, write_shard_record
+from xretrieve.text import check_languages
 from xretrieve.xqg.backends.apertium import TranslationGenerator
 from xretrieve.xqg.backends.llm import LLMGenerator
 from xretrieve.xqg.backends.seq2seq import Seq2SeqGenerator

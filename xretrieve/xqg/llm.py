@@ -27,7 +27,7 @@ from pathlib import Path
 
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
-from xretrieve.languages import language_name
+from xretrieve.text import language_name, shingles
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,6 @@ def _normalized(text: str) -> str:
 
 def check_reply(reply: str | None, doc: Document, max_words: int) -> tuple[str | None, str | None]:
     """(query, None) for a usable reply, else (None, the reason it is dropped)."""
-    from xretrieve.train.mine import shingles
-
     if reply is None:
         return None, "request_failed"
     query = parse_query(reply)

@@ -24,8 +24,8 @@ import numpy as np
 from xretrieve.apertium import ApertiumEngine
 from xretrieve.config import SynthesizeConfig
 from xretrieve.formats import Document, read_corpus, write_jsonl
-from xretrieve.languages import check_languages
 from xretrieve.manifest import atomic_write_json, checksums, sha256_file, shard_name, write_shard_record
+from xretrieve.text import check_languages
 from xretrieve.training_data import TrainingExample, training_json
 from xretrieve.xqg.backends.apertium import key_texts
 from xretrieve.xqg.shards import derived_seed, join_shards, parts_folder, provenance, run_corpus_shards, sum_counts

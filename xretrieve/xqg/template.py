@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from xretrieve.formats import Document
-from xretrieve.languages import language_name
+from xretrieve.text import language_name
 
 DEFAULT_TEMPLATE = "Generate a {language} question for this passage: {title} {passage}"
 GENERATOR_SETTINGS = "xretrieve-generator.json"  # saved with a trained generator: its prompt template

@@ -1,14 +1,11 @@
-"""The languages xretrieve knows by name: prompts name them in English, Apertium modes by ISO 639-3 code.
-
-Core, since translate-test (`translate.py`), the Apertium engine, the LLM prompts and the configuration's checks
-all read the same table.
-"""
+"""Language codes and a script-independent text comparison, shared by query generation, synthesis,
+translation and training: a leaf module (it imports nothing of the package but errors), so that those can
+all use it without importing each other."""
 
 from __future__ import annotations
 
 from xretrieve.errors import UserError
 
-# ISO 639-1 code -> (English name for the prompt, ISO 639-3 code as some Apertium modes name languages)
 LANGUAGES = {
     "ar": ("Arabic", "ara"),
     "bn": ("Bengali", "ben"),
@@ -35,7 +32,6 @@ LANGUAGES = {
     "yo": ("Yoruba", "yor"),
     "zh": ("Chinese", "zho"),
 }
-ISO3 = {iso3: code for code, (_, iso3) in LANGUAGES.items()}
 
 
 def language_name(code: str) -> str:
@@ -47,3 +43,9 @@ def check_languages(langs: list[str]) -> None:
     unknown = [lang for lang in langs if lang not in LANGUAGES]
     if unknown:
         raise UserError(f"--langs: unknown language code {unknown[0]!r}; known: {', '.join(sorted(LANGUAGES))}")
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    """Character n-grams of the lower-cased text without spaces: comparable across scripts without a tokenizer."""
+    compact = "".join(text.lower().split())
+    return {compact[i : i + n] for i in range(max(len(compact) - n + 1, 1))}
