@@ -34,12 +34,13 @@ from statistics import mean
 
 import numpy as np
 
+from xretrieve.apertium import ApertiumEngine
 from xretrieve.config import GenerateConfig, SynthesizeConfig, TrainConfig
-from xretrieve.evaluate import parse_measures, per_query_qrels_scores
+from xretrieve.evaluation.evaluate import parse_measures, per_query_qrels_scores
 from xretrieve.formats import RunEntry, iter_generated, read_corpus, read_qrels, read_queries
 from xretrieve.manifest import atomic_write_json, atomic_write_text
-from xretrieve.qgen import ApertiumEngine, generate_queries
-from xretrieve.synthesize import synthesize
+from xretrieve.xqg.generate import generate_queries
+from xretrieve.xqg.synthesize import synthesize
 
 HERE = Path(__file__).parent
 DATASETS = {

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xretrieve.augment import augment_embeddings
 from xretrieve.config import AugmentConfig, EncodeConfig, GenerateConfig, TrainGeneratorConfig
 from xretrieve.encode import Embeddings, encode_corpus
-from xretrieve.qgen import generate_queries, init_t5, train_generator
+from xretrieve.xqg.augment import augment_embeddings
+from xretrieve.xqg.generate import generate_queries
+from xretrieve.xqg.train_generator import init_t5, train_generator
 
 DATA = Path(__file__).parent / "data" / "bible-xling"
 

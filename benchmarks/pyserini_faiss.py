@@ -81,7 +81,7 @@ def pyserini_folder(index_dir: Path, out: Path) -> Path:
 
 def start_pyserini():
     """Import pyserini's FaissSearcher; it imports its Lucene side too, which needs Java 21+ and an OpenAI key."""
-    from xretrieve.bm25 import find_java
+    from xretrieve.evaluation.bm25 import find_java
 
     home = find_java()
     os.environ.update(JAVA_HOME=home, PATH=f"{home}/bin{os.pathsep}{os.environ.get('PATH', '')}")

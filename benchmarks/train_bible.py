@@ -26,12 +26,12 @@ sys.path.insert(0, str(HERE))
 
 from xling_bible import MEASURES, averages, dense_runs, pair_scores  # noqa: E402
 
-from xretrieve.adapters import iter_training  # noqa: E402
 from xretrieve.config import IndexConfig, MineConfig, TrainConfig  # noqa: E402
 from xretrieve.formats import read_corpus, read_qrels, read_queries, write_jsonl  # noqa: E402
 from xretrieve.index import build_index  # noqa: E402
 from xretrieve.manifest import atomic_write_json, atomic_write_text  # noqa: E402
 from xretrieve.train import mine_negatives, train  # noqa: E402
+from xretrieve.training_data import iter_training  # noqa: E402
 
 
 def mine(data: Path, work: Path, negatives: int) -> tuple[Path, dict]:

@@ -25,9 +25,9 @@ from statistics import mean
 
 from xretrieve.config import IndexConfig
 from xretrieve.errors import UserError
-from xretrieve.evaluate import parse_measures, per_query_qrels_scores
+from xretrieve.evaluation.evaluate import parse_measures, per_query_qrels_scores
+from xretrieve.evaluation.fuse import interpolate, reciprocal_rank_fusion
 from xretrieve.formats import RunEntry, read_corpus, read_qrels, read_queries, write_jsonl
-from xretrieve.fuse import interpolate, reciprocal_rank_fusion
 from xretrieve.index import build_index
 from xretrieve.manifest import atomic_write_json, atomic_write_text
 from xretrieve.search import Searcher
@@ -65,7 +65,7 @@ def dense_runs(data: Path, work: Path, model: str | None, langs: list[str], quer
 
 
 def bm25_runs(data: Path, work: Path, langs: list[str], docs, queries_path: Path) -> dict:
-    from xretrieve.bm25 import ANALYZERS, bm25_index, bm25_search
+    from xretrieve.evaluation.bm25 import ANALYZERS, bm25_index, bm25_search
     from xretrieve.formats import read_trec_run
 
     runs = {}

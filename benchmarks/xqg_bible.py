@@ -32,14 +32,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from xling_bible import MEASURES, pair_scores  # noqa: E402
 
-from xretrieve.augment import augment_embeddings  # noqa: E402
 from xretrieve.config import AugmentConfig, EncodeConfig, GenerateConfig, IndexConfig, TrainGeneratorConfig  # noqa: E402
 from xretrieve.encode import encode_corpus  # noqa: E402
 from xretrieve.formats import iter_generated, read_corpus, read_qrels, read_queries, write_jsonl  # noqa: E402
 from xretrieve.index import build_index  # noqa: E402
 from xretrieve.manifest import atomic_write_json, atomic_write_text  # noqa: E402
-from xretrieve.qgen import generate_queries, init_t5, train_generator  # noqa: E402
 from xretrieve.search import Searcher  # noqa: E402
+from xretrieve.xqg.augment import augment_embeddings  # noqa: E402
+from xretrieve.xqg.generate import generate_queries  # noqa: E402
+from xretrieve.xqg.train_generator import init_t5, train_generator  # noqa: E402
 
 HERE = Path(__file__).parent
 DEPTH = 100

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from xretrieve.adapters import TrainingExample, convert_dataset, iter_dpr_passages, iter_training
+from xretrieve.convert import convert_dataset
+from xretrieve.convert.xor_retrieve import iter_dpr_passages
 from xretrieve.errors import UserError
 from xretrieve.formats import Document, read_corpus, read_lines, read_queries
+from xretrieve.training_data import TrainingExample, iter_training
 
 
 def read_jsonl(path) -> list[dict]:

@@ -12,11 +12,11 @@ import pytest
 from conftest import FakeEncoder, write_corpus
 
 from xretrieve import cli
-from xretrieve.augment import augment_embeddings
 from xretrieve.config import AugmentConfig, EncodeConfig, parse_lang_weights
 from xretrieve.encode import Embeddings, encode_corpus
 from xretrieve.errors import UserError
 from xretrieve.manifest import read_manifest, sha256_file
+from xretrieve.xqg.augment import augment_embeddings
 
 QUERIES = [  # (docid, lang, text): unsorted, a passage with many, an unknown docid, a language weighted 0 below
     ("d5", "es", "el perro"),
@@ -169,8 +169,8 @@ def test_chain_generate_augment_index_search_serve(tiny_model, tmp_path):
     augmented index unchanged."""
     from fastapi.testclient import TestClient
 
-    from xretrieve.qgen import init_t5
     from xretrieve.server import ServerConfig, create_app
+    from xretrieve.xqg.train_generator import init_t5
 
     corpus = write_corpus(tmp_path / "corpus.jsonl", 12)
     texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]

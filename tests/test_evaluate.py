@@ -5,7 +5,7 @@ import pytest
 
 from xretrieve.cli import main
 from xretrieve.errors import UserError
-from xretrieve.evaluate import answer_hit, evaluate, parse_measures, xor_tokenize
+from xretrieve.evaluation.evaluate import answer_hit, evaluate, parse_measures, xor_tokenize
 
 QRELS = """q1 0 d1 1
 q1 0 d2 2

@@ -6,7 +6,7 @@ import pytest
 
 from xretrieve.cli import main
 from xretrieve.errors import UserError
-from xretrieve.evaluate import evaluate
+from xretrieve.evaluation.evaluate import evaluate
 
 CORPUS = [("e1", "en"), ("e2", "en"), ("f1", "fi"), ("f2", "fi"), ("j1", "ja")]
 QRELS = "q1 0 e1 1\nq1 0 f2 1\nq2 0 f1 1\nq2 0 e2 0\nq3 0 j1 0\n"

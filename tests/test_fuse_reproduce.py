@@ -5,9 +5,9 @@ import pytest
 
 from xretrieve.cli import main
 from xretrieve.errors import UserError
+from xretrieve.evaluation.fuse import fuse_runs
+from xretrieve.evaluation.reproduce import reproduce
 from xretrieve.formats import read_trec_run
-from xretrieve.fuse import fuse_runs
-from xretrieve.reproduce import reproduce
 
 DENSE = "q1 Q0 a 1 0.9 d\nq1 Q0 b 2 0.8 d\nq1 Q0 c 3 0.5 d\n"
 SPARSE = "q1 Q0 c 1 12.0 s\nq1 Q0 d 2 10.0 s\nq1 Q0 a 3 4.0 s\n"

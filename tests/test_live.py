@@ -303,8 +303,8 @@ def adapt_like_index(tmp_path: Path, corpus: Path, encoder) -> Path:
 
 @pytest.mark.skipif(not __import__("shutil").which("apertium"), reason="needs Apertium (apertium-eng-spa)")
 def test_added_documents_of_an_adapted_index_get_its_augmentation(tmp_path, corpus):
-    from xretrieve.augment import fuse
-    from xretrieve.qgen import TranslationGenerator
+    from xretrieve.xqg.augment import fuse
+    from xretrieve.xqg.backends.apertium import TranslationGenerator
 
     encoder = FakeEncoder()
     out = adapt_like_index(tmp_path, corpus, encoder)

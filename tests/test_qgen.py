@@ -13,20 +13,16 @@ import pytest
 from conftest import WORDS, write_corpus
 
 from xretrieve import cli
+from xretrieve.apertium import ApertiumEngine
 from xretrieve.config import GenerateConfig, TrainGeneratorConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import Document, iter_generated
-from xretrieve.qgen import (
-    GENERATOR_SETTINGS,
-    ApertiumEngine,
-    Seq2SeqGenerator,
-    TranslationGenerator,
-    generate_queries,
-    init_t5,
-    lead_text,
-    parts_folder,
-    train_generator,
-)
+from xretrieve.xqg.backends.apertium import TranslationGenerator, lead_text
+from xretrieve.xqg.backends.seq2seq import Seq2SeqGenerator
+from xretrieve.xqg.generate import generate_queries
+from xretrieve.xqg.shards import parts_folder
+from xretrieve.xqg.template import GENERATOR_SETTINGS
+from xretrieve.xqg.train_generator import init_t5, train_generator
 
 
 @pytest.fixture(scope="session")

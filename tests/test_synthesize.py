@@ -15,10 +15,12 @@ from xretrieve import cli
 from xretrieve.config import SynthesizeConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
-from xretrieve.llm import OpenAIChat, check_reply, parse_query
-from xretrieve.qgen import LLMGenerator, key_texts, lead_text, parts_folder
-from xretrieve.synthesize import TranslationSynthesizer, synthesize
 from xretrieve.train import load_examples
+from xretrieve.xqg.backends.apertium import key_texts, lead_text
+from xretrieve.xqg.backends.llm import LLMGenerator
+from xretrieve.xqg.llm import OpenAIChat, check_reply, parse_query
+from xretrieve.xqg.shards import parts_folder
+from xretrieve.xqg.synthesize import TranslationSynthesizer, synthesize
 
 PASSAGES = [
     Document("e1", "Rivers carry water to the sea. The sea is large and deep. It is blue.", "Water", "en"),
@@ -622,7 +624,7 @@ def test_local_causal_lm_plumbing(tmp_path, tiny_causal_lm):
     assert summary["settings"]["backend"]["backend"] == "causal-lm"
     assert summary["settings"]["backend"]["name"] == str(tiny_causal_lm.resolve())
     # greedy generation repeats exactly
-    from xretrieve.llm import LocalCausalLM, sap_prompt
+    from xretrieve.xqg.llm import LocalCausalLM, sap_prompt
 
     lm = LocalCausalLM(str(tiny_causal_lm), batch_size=2, max_new_tokens=5, temperature=0)
     prompts = [sap_prompt(d, "es") for d in WORDED[:3]]
@@ -640,7 +642,7 @@ def test_local_causal_lm_uses_the_chat_template_when_there_is_one(tmp_path, tiny
 
     from transformers import AutoTokenizer
 
-    from xretrieve.llm import LocalCausalLM
+    from xretrieve.xqg.llm import LocalCausalLM
 
     chat = tmp_path / "chat"
     shutil.copytree(tiny_causal_lm, chat)
@@ -657,7 +659,7 @@ def test_endpoint_urls_and_retry_after_values():
     import email.utils
     import time
 
-    from xretrieve.llm import _retry_after, chat_url
+    from xretrieve.xqg.llm import _retry_after, chat_url
 
     for given in ("http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/chat/completions"):
         assert chat_url(given) == "http://h:8000/v1/chat/completions"

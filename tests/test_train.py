@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import WORDS
 
-from xretrieve.adapters import iter_training
 from xretrieve.cli import main
 from xretrieve.config import MineConfig, TrainConfig
 from xretrieve.errors import UserError
 from xretrieve.formats import read_trec_run
 from xretrieve.train import batch_languages, language_batch_sampler, load_examples, mine_negatives, train
+from xretrieve.training_data import iter_training
 
 LANGS = ("en", "es", "de")
 

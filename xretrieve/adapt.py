@@ -67,6 +67,7 @@ def _check(config: AdaptConfig) -> None:
 
 
 def adapt(config: AdaptConfig) -> Path:
+    """The whole recipe in one command: (synthesize, train,) generate-queries, encode, augment, index."""
     _check(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,55 +77,65 @@ def adapt(config: AdaptConfig) -> Path:
     stages = _Stages(names, config.progress)
     llm = {"llm": config.llm, "llm_model": config.llm_model} if config.llm else {}  # else Apertium
 
-    model = config.model
-    if train_steps:
-        from xretrieve.synthesize import synthesize
-        from xretrieve.train import train
+    model = _fine_tune(config, out, stages, llm) if train_steps else config.model
+    translate = _build(config, out, stages, llm, model, doc_langs)
+    _record(out, config, llm, translate, stages.seconds)
+    return out
 
-        train_data = stages.run(
-            "synthesize",
-            synthesize,
-            SynthesizeConfig(
-                corpus=config.corpus,
-                out=str(out / "train.jsonl"),
-                langs=config.langs,
-                seed=config.seed,
+
+def _fine_tune(config: AdaptConfig, out: Path, stages: _Stages, llm: dict) -> str:
+    """Synthesize training rows for the corpus and fine-tune the model on them; returns the model folder."""
+    from xretrieve.train import train
+    from xretrieve.xqg.synthesize import synthesize
+
+    train_data = stages.run(
+        "synthesize",
+        synthesize,
+        SynthesizeConfig(
+            corpus=config.corpus,
+            out=str(out / "train.jsonl"),
+            langs=config.langs,
+            seed=config.seed,
+            device=config.device,
+            progress=config.progress,
+            **(llm or {"mt": "apertium"}),
+        ),
+    )
+    model = str(out / "model")
+    if not (out / "model" / "xretrieve.json").is_file():
+        checkpoints = Path(f"{model}.checkpoints")
+        stages.run(
+            "train",
+            train,
+            TrainConfig(
+                train_data=str(train_data),
+                out=model,
+                model=config.model,
+                max_steps=config.train_steps,
+                batch_size=config.train_batch_size,
+                learning_rate=config.learning_rate,
+                temperature=config.temperature,
+                max_seq_length=config.max_seq_length,
+                batches="same-language",
+                precision=config.precision or _precision(config.device),
                 device=config.device,
+                save_steps=max(1, config.train_steps // 4),
+                checkpoints=str(checkpoints),
+                resume=checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")),
+                seed=config.seed,
                 progress=config.progress,
-                **(llm or {"mt": "apertium"}),
             ),
         )
-        model = str(out / "model")
-        if not (out / "model" / "xretrieve.json").is_file():
-            checkpoints = Path(f"{model}.checkpoints")
-            stages.run(
-                "train",
-                train,
-                TrainConfig(
-                    train_data=str(train_data),
-                    out=model,
-                    model=config.model,
-                    max_steps=train_steps,
-                    batch_size=config.train_batch_size,
-                    learning_rate=config.learning_rate,
-                    temperature=config.temperature,
-                    max_seq_length=config.max_seq_length,
-                    batches="same-language",
-                    precision=config.precision or _precision(config.device),
-                    device=config.device,
-                    save_steps=max(1, train_steps // 4),
-                    checkpoints=str(checkpoints),
-                    resume=checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")),
-                    seed=config.seed,
-                    progress=config.progress,
-                ),
-            )
-            shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved; its checkpoints are only for resuming
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved; its checkpoints are only for resuming
+    return model
 
-    from xretrieve.augment import augment_embeddings
+
+def _build(config: AdaptConfig, out: Path, stages: _Stages, llm: dict, model: str, doc_langs: list[str]) -> bool:
+    """Generate queries, encode, augment and index; returns whether the index records translate-test."""
     from xretrieve.encode import encode_corpus
     from xretrieve.index import build_index
-    from xretrieve.qgen import generate_queries
+    from xretrieve.xqg.augment import augment_embeddings
+    from xretrieve.xqg.generate import generate_queries
 
     generated = stages.run(
         "generate-queries",
@@ -180,8 +191,7 @@ def adapt(config: AdaptConfig) -> Path:
             translate_weight=config.translate_weight,
         ),
     )
-    _record(out, config, llm, translate, stages.seconds)
-    return out
+    return translate
 
 
 def _precision(device: str | None) -> str:
@@ -198,7 +208,7 @@ def _translatable(langs: list[str], doc_langs: list[str]) -> bool:
 
     if not apertium_available():
         return False
-    from xretrieve.qgen import ApertiumEngine
+    from xretrieve.apertium import ApertiumEngine
 
     engine = ApertiumEngine()
     return any(engine.route(a, b) for a in langs for b in doc_langs if a != b)

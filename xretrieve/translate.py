@@ -5,7 +5,7 @@ weighted mean: (1 - w) q + w mean(t_D), renormalised. With inner-product scores 
 (CombSUM) of the separate searches, at the cost of one search; benchmarks/adapt_xling.py measures it against
 reciprocal rank fusion.
 
-Translations go through the Apertium engine's long-lived pipelines (xretrieve/qgen.py): about 1 ms per
+Translations go through the Apertium engine's long-lived pipelines (xretrieve/apertium.py): about 1 ms per
 short query once a pipeline is up.
 """
 
@@ -30,7 +30,7 @@ class QueryTranslator:
     pivoting where no direct pair exists, with the engine's long-lived pipelines."""
 
     def __init__(self, engine=None):
-        from xretrieve.qgen import ApertiumEngine
+        from xretrieve.apertium import ApertiumEngine
 
         self.engine = engine or ApertiumEngine()
 

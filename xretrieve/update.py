@@ -104,8 +104,8 @@ class LiveWriter:
     def _augment(self, docs: list[Document], vectors: np.ndarray) -> np.ndarray:
         """The recipe of `adapt`: each document's lead text translated into each language, encoded as
         queries and folded in (`augment --mode mean`). Documents no pair reaches keep their vectors."""
-        from xretrieve.augment import fuse
-        from xretrieve.qgen import TranslationGenerator
+        from xretrieve.xqg.augment import fuse
+        from xretrieve.xqg.backends.apertium import TranslationGenerator
 
         if self._generator is None:
             self._generator = TranslationGenerator(max_words=self.recipe["max_words"])

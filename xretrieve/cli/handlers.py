@@ -92,7 +92,7 @@ def compact(config: CompactConfig) -> None:
 
 
 def evaluate(config: EvaluateConfig) -> None:
-    from xretrieve import evaluate as evaluation
+    from xretrieve.evaluation import evaluate as evaluation
 
     summary = evaluation.evaluate(
         config.run,
@@ -109,21 +109,21 @@ def evaluate(config: EvaluateConfig) -> None:
 
 
 def fuse(config: FuseConfig) -> None:
-    from xretrieve.fuse import fuse_runs
+    from xretrieve.evaluation.fuse import fuse_runs
 
     settings = {name: getattr(config, name) for name in ("method", "k", "rrf_k", "depth", "alpha", "normalize", "tag")}
     print(f"run: {fuse_runs(config.runs, config.out, **settings)}")
 
 
 def reproduce(config: ReproduceConfig) -> int:
-    from xretrieve import reproduce as reproduction
+    from xretrieve.evaluation import reproduce as reproduction
 
     checks = reproduction.reproduce(config.file, only=config.condition)
     return 0 if checks and all(check.ok for check in checks) else 1
 
 
 def convert(config: ConvertConfig) -> None:
-    from xretrieve.adapters import convert_dataset
+    from xretrieve.convert import convert_dataset
 
     written = convert_dataset(config.layout, config.source, config.out, lang=config.lang, split=config.split)
     for kind, path in written.items():
@@ -131,7 +131,7 @@ def convert(config: ConvertConfig) -> None:
 
 
 def bm25(config: Bm25Config) -> None:
-    from xretrieve.bm25 import bm25_index, bm25_search
+    from xretrieve.evaluation.bm25 import bm25_index, bm25_search
 
     if config.action == "index":
         out = bm25_index(
@@ -186,14 +186,14 @@ def mine_negatives(config: MineConfig) -> None:
 
 
 def generate_queries(config: GenerateConfig) -> None:
-    from xretrieve import qgen
+    from xretrieve.xqg.generate import generate_queries
 
-    out = qgen.generate_queries(config)
+    out = generate_queries(config)
     print(f"generated queries: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
 
 
 def synthesize(config: SynthesizeConfig) -> None:
-    from xretrieve import synthesize as synthesis
+    from xretrieve.xqg import synthesize as synthesis
 
     out = synthesis.synthesize(config)
     print(f"training data: {out}" if out.is_file() else f"shards done; others still running: {out}.parts")
@@ -206,12 +206,12 @@ def adapt(config: AdaptConfig) -> None:
 
 
 def train_generator(config: TrainGeneratorConfig) -> None:
-    from xretrieve import qgen
+    from xretrieve.xqg.train_generator import train_generator
 
-    print(f"generator: {qgen.train_generator(config)}")
+    print(f"generator: {train_generator(config)}")
 
 
 def augment(config: AugmentConfig) -> None:
-    from xretrieve.augment import augment_embeddings
+    from xretrieve.xqg.augment import augment_embeddings
 
     print(f"embeddings: {augment_embeddings(config)}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xretrieve.adapters import LAYOUTS
 from xretrieve.config.fields import option, parse_list, progress_option
+from xretrieve.convert import LAYOUTS
 from xretrieve.errors import UserError
-from xretrieve.evaluate import ANSWER_MEASURES, BREAKDOWNS, DEFAULT_MEASURES
-from xretrieve.fuse import FUSION_METHODS
+from xretrieve.evaluation.evaluate import ANSWER_MEASURES, BREAKDOWNS, DEFAULT_MEASURES
+from xretrieve.evaluation.fuse import FUSION_METHODS
 
 BM25_ACTIONS = ("index", "search")
 

@@ -26,7 +26,7 @@ TRAIN_LAYOUTS = ("tevatron", "swim-ir")
 PARALLEL_SHARD_HELP = "only shards j with j % n == i, e.g. 0/4, for parallel processes"
 
 
-# --- the LLM backend's flags (xretrieve/llm.py) ---------------------------------------------------------------------
+# --- the LLM backend's flags (xretrieve/xqg/llm.py) -----------------------------------------------------------------
 
 
 def llm_option(help: str = "") -> Any:
