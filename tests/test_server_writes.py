@@ -222,6 +222,7 @@ def free_port() -> int:
 
 def start_server(index: Path, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "xretrieve", "serve", "--index", str(index), "--port", str(port), "--writable"]
+    command += ["--write-rate-limit", "0"]  # the test writes back to back; the limit has its own test
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
