@@ -6,9 +6,10 @@
    test queries on both are compared.
 2. HTTP: `serve --writable` on a copy of the 4,000-document index; the 1,000 documents POSTed to
    /v1/documents in batches of 32, one after the other (documents per second, acknowledgement latency).
-3. Search latency while writes stream in: two clients send single mo-xling queries for `--seconds`, against
-   the index served read-only (`serve`), then against it served `--writable` while a third client upserts
-   batches of 16 documents back to back. p50 and p99 of each, and their ratio.
+3. Search latency while writes stream in: two clients send single mo-xling queries for `--seconds` (after
+   half as long unmeasured, to warm up), against the index served read-only (`serve`), then against it served
+   `--writable` while a third client upserts batches of 16 documents back to back. p50 and p99 of each, and
+   their ratio.
 4. Compaction at 100,000 rows (vectors from a seeded stand-in encoder, 384 dimensions in 200 clusters: the
    cost is FAISS's and the document store's, not the model's): the auto factory (IVF1024,SQfp16), then 2,500
    documents added, 2,500 replaced, 2,500 deleted; `compact` timed against a fresh build of the resulting
@@ -203,6 +204,7 @@ def part_latency(work: Path, seconds: float) -> dict:
     shutil.copytree(work / "served", index)
     server = Server(index)
     try:
+        search_latency(server.url, queries, seconds / 2)  # warm-up (torch meets each input shape once), not counted
         read_only = search_latency(server.url, queries, seconds)
     finally:
         server.stop()
@@ -221,6 +223,8 @@ def part_latency(work: Path, seconds: float) -> dict:
     try:
         thread = threading.Thread(target=writer)
         thread.start()
+        search_latency(server.url, queries, seconds / 2)  # warm-up, writes going: not counted
+        written[0] = 0
         while_writing = search_latency(server.url, queries, seconds)
         stop.set()
         thread.join()

@@ -104,6 +104,7 @@ CORE = [
     "encode",
     "index",
     "search",
+    "shard_search",
     "docstore",
     "translate",
     "apertium",

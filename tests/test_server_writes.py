@@ -332,11 +332,43 @@ def test_a_full_disk_answers_507_and_applies_nothing(index, monkeypatch):
 
 def test_a_batch_is_encoded_in_chunks_within_the_search_budgets(index):
     docs = [{"id": f"c{i}", "text": f"chunked passage number {i}", "lang": "en"} for i in range(5)]
-    with client_for(index, max_encode_batch=2, max_batch=2, max_client_queue=2) as client:
+    with client_for(index, max_encode_batch=8) as client:
         ready(client)
         before = ENCODER.calls
         assert client.post("/v1/documents", json={"documents": docs}).status_code == 200
-        assert ENCODER.calls - before == 3  # 2 + 2 + 1: a search waits behind one of these at most
+        assert ENCODER.calls - before == 3  # 2 + 2 + 1 (a quarter of 8): a search waits behind one at most
         searcher = client.app.state.xretrieve.current().searcher
         stored = np.stack([searcher.changes.added[d["id"]].vector for d in docs])
         np.testing.assert_array_equal(stored, ENCODER.encode_passages([d["text"] for d in docs]))
+
+
+def test_waiting_searches_go_before_write_work_but_writes_get_their_turn(index, monkeypatch):
+    """The engine runs write chunks as background work: with searches waiting, SEARCH_TURNS batches of them
+    between two writes; with none waiting, a write at once."""
+    import asyncio
+
+    from xretrieve.serve import batching
+
+    order: list[str] = []
+    real = batching._search_batch
+    monkeypatch.setattr(batching, "_search_batch", lambda batch: order.append("s") or real(batch))
+    searcher = Searcher(index, encoder=ENCODER)
+    gate = threading.Event()
+
+    async def scenario() -> None:
+        engine = batching.SearchEngine(searcher, max_encode_batch=1)
+        await engine.start()
+        first = asyncio.ensure_future(engine.write(lambda: gate.wait(10) and order.append("w")))
+        await asyncio.sleep(0.05)  # the worker is busy with the first write
+        searches = [asyncio.ensure_future(engine.search([f"q{i}"], 3, None, f"c{i}")) for i in range(10)]
+        writes = [asyncio.ensure_future(engine.write(order.append, "w")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *searches, *writes)
+        alone = await engine.write(lambda: "done")  # no search waits: it runs at once
+        await engine.stop()
+        assert alone == "done"
+
+    asyncio.run(scenario())
+    turns = batching.SEARCH_TURNS
+    assert order == ["w"] + ["s"] * turns + ["w"] + ["s"] * turns + ["w"] + ["s"] * (10 - 2 * turns)

@@ -13,7 +13,8 @@ from xretrieve.errors import UserError
 from xretrieve.index import read_index_manifest
 from xretrieve.live import check_no_pending, generation_folder, live_settings
 from xretrieve.ray.cluster import connected
-from xretrieve.search import IndexShard, Searcher
+from xretrieve.search import Searcher
+from xretrieve.shard_search import IndexShard
 
 APP_NAME = "xretrieve"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -129,6 +130,9 @@ class FairQueue:
         return batch
 
 
+SEARCH_TURNS = 4  # search batches that go before a waiting write when both wait (benchmarks/live_updates.py)
+
+
 class SearchEngine:
     """Fair micro-batching: one encode per batch of chunks, on one worker thread."""
 
@@ -147,7 +151,8 @@ class SearchEngine:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xretrieve-search")
         self.queue: FairQueue | None = None
         self.worker: asyncio.Task | None = None
-        self.stats = {"requests": 0, "batches": 0, "queries": 0, "chunks": 0, "refused": 0}
+        self.stats = {"requests": 0, "batches": 0, "queries": 0, "chunks": 0, "refused": 0, "writes": 0}
+        self.writes: deque[tuple[Callable, tuple, asyncio.Future]] = deque()  # `write` jobs waiting
 
     async def start(self) -> None:
         self.queue = FairQueue()
@@ -194,17 +199,49 @@ class SearchEngine:
             self.stats["refused"] += 1
             raise Overloaded(503, f"the server is busy ({self.queue.total} queries waiting)")
 
+    async def write(self, fn: Callable, *args) -> Any:
+        """`fn(*args)` on the worker thread, as background work (encoding documents to write): searches that
+        wait go first, up to SEARCH_TURNS batches of them between two writes."""
+        future = asyncio.get_running_loop().create_future()
+        self.writes.append((fn, args, future))
+        self.queue.ready.set()
+        return await future
+
+    async def _run_write(self) -> None:
+        fn, args, future = self.writes.popleft()
+        if future.done():  # its request is gone: nothing of it is applied
+            return
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        except Exception as exc:  # noqa: BLE001 (handed to the waiting request)
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+        self.stats["writes"] += 1
+
     async def _run(self) -> None:
         # Chunks that arrive while a batch is searched wait in the queue and form the next batch, so batching
         # needs no added wait under load; `batch_wait` only helps sparse traffic find company.
         loop = asyncio.get_running_loop()
+        turns = 0  # search batches since the last write
         while True:
             await self.queue.ready.wait()
+            if self.writes and (self.queue.total == 0 or turns >= SEARCH_TURNS):
+                turns = 0
+                await self._run_write()
+                if self.writes:
+                    self.queue.ready.set()
+                continue
             if self.batch_wait and self.queue.total < self.max_encode_batch:
                 await asyncio.sleep(self.batch_wait)
             batch = self.queue.take(self.max_encode_tokens, self.max_encode_batch)
+            if self.writes:
+                self.queue.ready.set()  # take() clears it when no search waits; a write still does
             if not batch:
                 continue
+            turns += 1
             try:
                 answers = await loop.run_in_executor(self.executor, _search_batch, batch)
             except Exception as exc:  # noqa: BLE001 (handed to each waiting request)

@@ -3,8 +3,9 @@
 
 A write is answered 200 only once it is durable (logged and fsync'd, xretrieve/live.py) and visible: a search
 that starts after the answer sees it, and no search sees part of a batch. Documents are encoded on the search
-engine's worker thread in chunks within the search chunks' budgets (--max-encode-tokens, --max-encode-batch),
-so a search waits behind one chunk of a write at most. With API keys
+engine's worker thread in chunks of a quarter of a search batch's budgets (--max-encode-tokens,
+--max-encode-batch), as background work: searches that wait go first (serve.batching.SEARCH_TURNS batches
+between two chunks), so a search waits behind one small chunk of a write at most. With API keys
 configured, the gate has checked the key already; without, only clients on loopback may write.
 """
 
@@ -27,6 +28,9 @@ from xretrieve.serve.routes.search import is_unicode
 from xretrieve.update import check_batch
 
 router = APIRouter()
+# write work is cut into chunks of 1/WRITE_SHARE of a search batch's token and text budgets: streaming writes
+# cost a search at most that much wait (benchmarks/live_updates.py measured 4 against 1)
+WRITE_SHARE = 4
 
 
 class DocumentsRequest(BaseModel):
@@ -93,13 +97,10 @@ async def upsert(body: DocumentsRequest, request: Request):
     writer = writer_for(request)
     docs = checked_documents(body.documents, request.app.state.xretrieve.config)
     config, engine = request.app.state.xretrieve.config, request.app.state.xretrieve.current()
-    # in chunks within the search chunks' budgets: a search waits behind one chunk at most, not a whole batch
+    # in small chunks (a quarter of a search batch's budgets): a search waits behind one of them at most
     lengths = await asyncio.to_thread(writer.searcher.encoder.token_lengths, [passage_text(d) for d in docs])
-    loop = asyncio.get_running_loop()
-    parts = [
-        await loop.run_in_executor(engine.executor, writer.vectors, docs[start:end])
-        for start, end, _ in split_chunks(lengths, config.max_encode_tokens, config.max_encode_batch)
-    ]
+    budget = (max(1, config.max_encode_tokens // WRITE_SHARE), max(1, config.max_encode_batch // WRITE_SHARE))
+    parts = [await engine.write(writer.vectors, docs[start:end]) for start, end, _ in split_chunks(lengths, *budget)]
     vectors = np.concatenate([vectors for vectors, _ in parts])
     augmented = [flag for part in parts for flag in part[1]]
     await durable(writer.commit, docs, vectors, augmented)
