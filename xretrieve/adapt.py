@@ -131,7 +131,8 @@ def _fine_tune(config: AdaptConfig, out: Path, stages: _Stages, llm: dict) -> st
 
 
 def _build(config: AdaptConfig, out: Path, stages: _Stages, llm: dict, model: str, doc_langs: list[str]) -> bool:
-    """Generate queries, encode, augment and index; returns whether the index records translate-test."""
+    """Generate queries, encode, augment and index; returns whether the index records translate-test. (62
+    lines: four stage calls, each with its settings spelled out.)"""
     from xretrieve.encode import encode_corpus
     from xretrieve.index import build_index
     from xretrieve.xqg.augment import augment_embeddings
