@@ -30,6 +30,7 @@ import numpy as np
 
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
+from xretrieve.manifest import fsync_dir
 
 LIVE_DIR = "live"
 LOCK_NAME = "writer.lock"
@@ -153,7 +154,7 @@ class LogWriter:
             os.fsync(self.fd)
         self.end = end
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def append(self, record: Record) -> None:
         frame = record.frame()
@@ -169,14 +170,6 @@ class LogWriter:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WriterLock:
