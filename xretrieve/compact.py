@@ -20,23 +20,19 @@ import numpy as np
 
 from xretrieve.config import CompactConfig
 from xretrieve.errors import UserError
-from xretrieve.formats import write_lines
+from xretrieve.formats import read_lines
 from xretrieve.index import INDEX_KIND
+from xretrieve.index_shard import add_vectors, save_shard
 from xretrieve.live import WriterLock, generation_folder, live_settings, read_log, wal_path
 from xretrieve.manifest import (
     FORMAT_VERSION,
     atomic_open,
-    atomic_target,
-    checksums,
     load_record,
     manifest_body,
     shard_entries,
     shard_name,
     write_manifest,
-    write_shard_record,
 )
-
-_ADD_CHUNK = 65536
 
 
 def index_info(folder: str | Path) -> dict:
@@ -100,7 +96,8 @@ def build_generation(searcher, progress: bool) -> dict:
     folder, generation = searcher.folder, searcher.generation + 1
     target = folder / generation_folder(generation)
     changes = searcher.changes
-    plan = {"from_generation": searcher.generation, "wal_seq": changes.seq, "log_bytes": searcher.log_end}
+    # the log's seq names the changes folded in: a record is applied only once it is logged whole
+    plan = {"from_generation": searcher.generation, "wal_seq": changes.seq}
     _clear_other_attempts(target, plan)
     target.mkdir(parents=True, exist_ok=True)
     shares = _shares(searcher)
@@ -166,17 +163,10 @@ def _write_shard(target: Path, i: int, shard, added: list, plan: dict) -> dict:
     vectors = _reconstruct(shard.index)[keep]
     if added:
         vectors = np.concatenate([vectors, np.stack([entry.vector for entry in added])])
-    for start in range(0, len(vectors), _ADD_CHUNK):
-        fresh.add(np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
-    name = shard_name(i)
-    with atomic_target(target / f"{name}.faiss") as tmp:
-        faiss.write_index(fresh, tmp)
+    add_vectors(fresh, vectors)
     docids = [d for d, k in zip(shard.docids, keep, strict=True) if k] + [e.doc.id for e in added]
     langs = [str(x) for x, k in zip(shard.langs, keep, strict=True) if k] + [e.doc.lang for e in added]
-    write_lines(target / f"{name}.docids.txt", docids)
-    write_lines(target / f"{name}.langs.txt", langs)
-    files = checksums(target, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])
-    return write_shard_record(target, i, {"plan": plan, "rows": len(docids), "files": files})
+    return save_shard(target, i, fresh, docids, langs, plan)
 
 
 def _reconstruct(index) -> np.ndarray:
@@ -197,18 +187,10 @@ def _reconstruct(index) -> np.ndarray:
 
 def _write_docstore(target: Path, records: list[dict], searcher) -> dict[str, str]:
     """The document store of the new generation, in its shards' row order."""
-    from xretrieve.docstore import DOCS_FILE, OFFSETS_FILE
+    from xretrieve.docstore import write_rows
 
-    offsets = []
-    with atomic_open(target / DOCS_FILE, "wb") as f:
-        for i in range(len(records)):
-            for docid in (target / f"{shard_name(i)}.docids.txt").read_text(encoding="utf-8").splitlines():
-                offsets.append(f.tell())
-                doc = searcher.document(docid)
-                f.write((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
-    with atomic_open(target / OFFSETS_FILE, "wb") as f:
-        np.save(f, np.asarray(offsets, dtype=np.int64))
-    return checksums(target, (DOCS_FILE, OFFSETS_FILE))
+    docids = (d for i in range(len(records)) for d in read_lines(target / f"{shard_name(i)}.docids.txt"))
+    return write_rows((searcher.document(docid) for docid in docids), target)
 
 
 def _files_of(searcher) -> list[str]:

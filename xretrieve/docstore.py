@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import mmap
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,17 @@ OFFSETS_FILE = "docs.offsets.npy"
 
 def write_docstore(corpus: str | Path, out: Path) -> dict[str, str]:
     """Copy the corpus into `out`'s document store; returns {file name: sha256}."""
+    rows = ({"id": doc.id, "title": doc.title, "text": doc.text, "lang": doc.lang} for doc in iter_corpus(corpus))
+    return write_rows(rows, out)
+
+
+def write_rows(rows: Iterable[dict], out: Path) -> dict[str, str]:
+    """A document store in `out` of `rows` ({"id", "title", "text", "lang"}), in index order; returns
+    {file name: sha256}."""
     offsets = []
     with atomic_open(out / DOCS_FILE, "wb") as f:
-        for doc in iter_corpus(corpus):
+        for row in rows:
             offsets.append(f.tell())
-            row = {"id": doc.id, "title": doc.title, "text": doc.text, "lang": doc.lang}
             f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
     with atomic_open(out / OFFSETS_FILE, "wb") as f:
         np.save(f, np.asarray(offsets, dtype=np.int64))

@@ -147,18 +147,29 @@ def build_shard(embeddings: Embeddings, index: int, trained: bytes, device: Fais
     import faiss
 
     shard_index = device.to_device(faiss.deserialize_index(trained), plan["factory"])
-    vectors = embeddings.vectors(index)
+    add_vectors(shard_index, embeddings.vectors(index))
+    return save_shard(out, index, device.to_cpu(shard_index), embeddings.ids(index), embeddings.langs(index), plan)
+
+
+def add_vectors(index, vectors: np.ndarray) -> None:
+    """Add rows to a faiss index in chunks, as float32 (a memory-mapped float16 shard is converted a chunk at a
+    time, not whole)."""
     for start in range(0, len(vectors), _ADD_CHUNK):
-        shard_index.add(np.asarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
-    name = shard_name(index)
+        index.add(np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
+
+
+def save_shard(out: Path, number: int, index, docids: list[str], langs: list[str], plan: dict) -> dict:
+    """Write shard `number`'s files in `out` (its faiss index, docids and languages), then the record (with
+    `plan`) that marks it complete; returns the record."""
+    import faiss
+
+    name = shard_name(number)
     with atomic_target(out / f"{name}.faiss") as tmp:
         try:
-            faiss.write_index(device.to_cpu(shard_index), tmp)
+            faiss.write_index(index, tmp)
         except RuntimeError as exc:  # faiss's C++ "fwrite" error on a full disk: an OSError naming the file
             raise OSError(None, str(exc).strip().splitlines()[-1], tmp) from exc
-    write_lines(out / f"{name}.docids.txt", embeddings.ids(index))
-    write_lines(out / f"{name}.langs.txt", embeddings.langs(index))
+    write_lines(out / f"{name}.docids.txt", docids)
+    write_lines(out / f"{name}.langs.txt", langs)
     files = checksums(out, [f"{name}{suffix}" for suffix in (".faiss", ".docids.txt", ".langs.txt")])
-    record = {"plan": plan, "rows": len(vectors), "files": files}
-    write_shard_record(out, index, record)
-    return record
+    return write_shard_record(out, number, {"plan": plan, "rows": len(docids), "files": files})
