@@ -30,7 +30,7 @@ import numpy as np
 
 from xretrieve.errors import UserError
 from xretrieve.formats import Document
-from xretrieve.manifest import fsync_dir
+from xretrieve.manifest import MANIFEST_NAME, fsync_dir
 
 LIVE_DIR = "live"
 LOCK_NAME = "writer.lock"
@@ -177,8 +177,8 @@ class WriterLock:
     flock, which the kernel releases when its process dies, even by kill -9."""
 
     def __init__(self, folder: str | Path, who: str):
-        if not (Path(folder) / "manifest.json").is_file():
-            raise UserError(f"{folder}: no manifest.json; not an index folder (build one with xretrieve index)")
+        if not (Path(folder) / MANIFEST_NAME).is_file():
+            raise UserError(f"{folder}: no {MANIFEST_NAME}; not an index folder (build one with xretrieve index)")
         path = Path(folder) / LIVE_DIR / LOCK_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from xretrieve.config import AddConfig, DeleteConfig
 from xretrieve.errors import UserError
-from xretrieve.formats import Document, iter_corpus, passage_text
+from xretrieve.formats import Document, passage_text, read_corpus
 from xretrieve.live import LogWriter, Record, WriterLock, wal_path
 
 
@@ -74,20 +73,22 @@ class LiveWriter:
         """Log the encoded batch durably, then make it visible to searches; returns its record."""
         check_batch(docs)
         with self._order:
-            record = Record(self.searcher.changes.seq + 1, "upsert", tuple(docs), vectors, tuple(augmented))
-            self.log.append(record)
-            self.searcher.apply(record)
-        return record
+            return self._log(op="upsert", docs=tuple(docs), vectors=vectors, augmented=tuple(augmented))
 
     def delete(self, ids: list[str]) -> list[str]:
         """Delete the ids the index holds, as one batch; returns those (the others were not there)."""
         with self._order:
             present = [docid for docid in dict.fromkeys(ids) if self.searcher.exists(docid)]
             if present:
-                record = Record(self.searcher.changes.seq + 1, "delete", ids=tuple(present))
-                self.log.append(record)
-                self.searcher.apply(record)
+                self._log(op="delete", ids=tuple(present))
         return present
+
+    def _log(self, **change) -> Record:
+        """The next change, logged durably and then applied (with `_order` held)."""
+        record = Record(self.searcher.changes.seq + 1, **change)
+        self.log.append(record)
+        self.searcher.apply(record)
+        return record
 
     def vectors(self, docs: list[Document]) -> tuple[np.ndarray, list[bool]]:
         """The documents' vectors as a fresh build of the index would store them, and whether each went
@@ -138,31 +139,21 @@ class LiveWriter:
             self._generator.engine.close()
 
 
-def _batches(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def add_documents(config: AddConfig) -> tuple[int, int]:
     """Upsert the corpus file's documents into the index; returns (new, replaced)."""
     from tqdm import tqdm
 
     from xretrieve.search import Searcher
 
-    total = sum(1 for _ in iter_corpus(config.corpus))  # the whole file checked before the model loads
+    docs = read_corpus(config.corpus)  # the whole file checked before the model loads
     new = replaced = 0
     with WriterLock(config.index, "xretrieve add") as lock:
         searcher = Searcher(config.index, model=config.model, device=config.device, translate=False)
         writer = LiveWriter(searcher, lock, batch_size=config.batch_size)
         try:
-            with tqdm(total=total, desc="add", unit="doc", disable=not config.progress) as bar:
-                for batch in _batches(iter_corpus(config.corpus), config.commit_every):
+            with tqdm(total=len(docs), desc="add", unit="doc", disable=not config.progress) as bar:
+                for start in range(0, len(docs), config.commit_every):
+                    batch = docs[start : start + config.commit_every]
                     known = sum(1 for doc in batch if searcher.exists(doc.id))
                     writer.upsert(batch)
                     new, replaced = new + len(batch) - known, replaced + known
