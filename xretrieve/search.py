@@ -146,8 +146,6 @@ class Searcher:
                 mask = np.zeros(len(base[i].docids), bool)
                 mask[rows] = True
                 shards[i] = base[i].with_deleted(mask)
-        for i in set(range(len(base))) - set(deleted):
-            shards[i] = base[i]
         added = list(changes.added.values())
         if added:
             vectors = np.stack([entry.vector for entry in added])

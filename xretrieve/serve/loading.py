@@ -19,6 +19,7 @@ from xretrieve.errors import UserError
 from xretrieve.live import WriterLock
 from xretrieve.serve.batching import SearchEngine
 from xretrieve.serve.errors import ApiError
+from xretrieve.serve.gate import RateLimit
 from xretrieve.update import LiveWriter
 
 log = logging.getLogger("xretrieve.server")
@@ -79,6 +80,7 @@ class ServeState:
         self.reloading = asyncio.Lock()  # one reload at a time: each holds a whole index in memory while it loads
         self.lock = lock  # --writable: the index's writer lock (taken here at load when not given)
         self.writer = None  # --writable: the LiveWriter of the loaded index
+        self.write_rate = RateLimit(config.write_rate_limit) if config.writable and config.write_rate_limit else None
 
     def _reopen(self, folder: str, manifest: dict | None = None):
         """`open_searcher`, reusing the loaded encoder and query translator (its pipelines are running)."""

@@ -23,7 +23,7 @@ from xretrieve.errors import UserError
 from xretrieve.formats import Document, document_of, passage_text
 from xretrieve.serve.batching import split_chunks
 from xretrieve.serve.errors import ApiError
-from xretrieve.serve.gate import CLIENT, RateLimit
+from xretrieve.serve.gate import CLIENT
 from xretrieve.serve.routes.search import is_unicode
 from xretrieve.update import check_batch
 
@@ -49,10 +49,7 @@ def writer_for(request: Request):
         host = request.client.host if request.client else ""
         if not is_loopback(host):
             raise ApiError(403, "writes without API keys are taken from loopback only: configure --api-key")
-    limit = getattr(request.app.state, "write_rate", None)
-    if limit is None and state.config.write_rate_limit > 0:
-        limit = request.app.state.write_rate = RateLimit(state.config.write_rate_limit)
-    wait = limit.wait(request.scope["state"][CLIENT]) if limit else 0.0
+    wait = state.write_rate.wait(request.scope["state"][CLIENT]) if state.write_rate else 0.0
     if wait:
         retry = math.ceil(wait)
         raise ApiError(429, f"write rate limit: retry in {retry} s", {"retry-after": str(retry)})
